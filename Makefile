@@ -1,0 +1,58 @@
+# The two commands: `make run` (the product on an embedded default) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON3 ?= python3
+PORT ?= 8000
+
+# Tests use the real services: PostgreSQL and Redis on loopback (override to point elsewhere).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install run stop test test-fast lint format bench clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.lock
+	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+var/secret_key:
+	mkdir -p var && $(PYTHON3) -c "import secrets; print(secrets.token_urlsafe(50))" > $@ && chmod 600 $@
+
+run: install var/secret_key
+	export DJANGO_SECRET_KEY="$$(cat var/secret_key)"; \
+	$(PY) manage.py migrate --noinput -v 0 && \
+	$(PY) manage.py collectstatic --noinput -v 0 && \
+	$(PY) manage.py seed_demo && \
+	exec $(PY) manage.py run_stack --port $(PORT)
+
+stop:
+	DJANGO_SECRET_KEY=stop $(PY) manage.py run_stack --stop
+
+test: install
+	DJANGO_SECRET_KEY=collect $(PY) manage.py collectstatic --noinput -v 0
+	DATABASE_URL="$(TEST_DATABASE_URL)" CELERY_BROKER_URL="$(TEST_BROKER_URL)" \
+	DJANGO_SECRET_KEY=test-only-secret SPARKDECK_VAR_DIR="$(CURDIR)/var/test" \
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything but the real-cluster tests (seconds instead of minutes).
+test-fast:
+	$(MAKE) test PYTEST_ARGS='-m "not spark and not e2e"'
+
+lint:
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+bench: install
+	DJANGO_SECRET_KEY=bench SPARKDECK_VAR_DIR="$(CURDIR)/var/bench" $(PY) bench/train_vs_plain.py
+
+clean:
+	rm -rf var/test var/bench staticfiles

@@ -1,0 +1,84 @@
+"""Shared fixtures: teams and users, a cluster row, and the digits dataset stored for real."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from webapp.accounts.models import Membership, Team
+from webapp.clusters.models import Cluster
+from webapp.datasets.ingest.digits import write_digits_npz
+
+PASSWORD = "pw-for-tests-only"
+
+
+@pytest.fixture
+def make_member(db):
+    def make(username, team_name, role="member"):
+        team, _ = Team.objects.get_or_create(name=team_name, defaults={"slug": team_name.lower().replace(" ", "-")})
+        user = get_user_model().objects.create_user(username=username, password=PASSWORD)
+        Membership.objects.create(team=team, user=user, role=role)
+        return user, team
+
+    return make
+
+
+@pytest.fixture
+def alice(make_member):
+    return make_member("alice", "Team A")
+
+
+@pytest.fixture
+def bob(make_member):
+    return make_member("bob", "Team B")
+
+
+@pytest.fixture
+def client_a(client, alice):
+    client.force_login(alice[0])
+    return client
+
+
+@pytest.fixture
+def client_b(alice, bob):
+    from django.test import Client
+
+    c = Client()
+    c.force_login(bob[0])
+    return c
+
+
+@pytest.fixture
+def cluster(db):
+    return Cluster.objects.create(
+        name="loopback",
+        master_url="spark://127.0.0.1:7077",
+        rest_url="http://127.0.0.1:8080",
+        bind_host="127.0.0.1",
+        max_executors=2,
+        max_executor_cores=1,
+        max_executor_memory_mb=3072,
+    )
+
+
+@pytest.fixture
+def digits_npz(tmp_path):
+    path = tmp_path / "digits.npz"
+    write_digits_npz(path)
+    return path
+
+
+@pytest.fixture
+def digits_dataset(alice, digits_npz, settings, tmp_path):
+    from webapp.datasets.services import create_dataset
+
+    user, team = alice
+    upload = SimpleUploadedFile("digits.npz", digits_npz.read_bytes())
+    return create_dataset(team=team, user=user, name="digits", upload=upload)
+
+
+@pytest.fixture(autouse=True)
+def isolated_storage(settings, tmp_path):
+    """Each test stores datasets and run files under its own temp dir."""
+    settings.DATA_ROOT = tmp_path / "data"
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.VAR_DIR = tmp_path / "var"

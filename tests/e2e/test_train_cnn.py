@@ -1,0 +1,146 @@
+"""Upload → train the CNN with TFoS on a real Spark standalone cluster via Celery → browse results.
+
+Runs through PostgreSQL, a Celery worker process on Redis, a real 2-worker Spark standalone
+cluster and the live server that the executors post metrics to.
+"""
+
+import time
+
+import pyarrow.parquet as pq
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from webapp.clusters.models import Cluster
+from webapp.datasets.models import Dataset
+from webapp.runs.models import MetricPoint, Run
+
+pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.django_db(transaction=True)]
+
+
+def wait_terminal(run_id, timeout, worker):
+    deadline = time.time() + timeout
+    seen = []
+    while time.time() < deadline:
+        run = Run.objects.get(pk=run_id)
+        if not seen or seen[-1] != run.status:
+            seen.append(run.status)
+        if run.is_terminal:
+            return run, seen
+        time.sleep(1)
+    pytest.fail(f"run {run_id} still {seen} after {timeout}s; worker log:\n{worker.log_path.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def loopback_cluster(spark_cluster):
+    return Cluster.objects.create(
+        name="e2e-loopback",
+        master_url=spark_cluster.master_url,
+        rest_url=spark_cluster.rest_url,
+        bind_host="127.0.0.1",
+        max_executors=2,
+        max_executor_cores=1,
+        max_executor_memory_mb=2048,
+        reservation_timeout_s=90,
+        feed_timeout_s=90,
+        shutdown_timeout_s=60,
+    )
+
+
+def submit(client, dataset, cluster, **hp):
+    data = {
+        "dataset": dataset.pk,
+        "template": "cnn",
+        "input_mode": "tensorflow",
+        "cluster": cluster.pk,
+        "num_executors": 2,
+        "executor_cores": 1,
+        "executor_memory_mb": 1536,
+        "hp_cnn_epochs": "5",
+        "hp_cnn_batch_size": "32",
+        "hp_cnn_learning_rate": "0.002",
+    }
+    data.update(hp)
+    resp = client.post(reverse("run_new"), data)
+    assert resp.status_code == 302, resp.content.decode()[:2000]
+    return Run.objects.latest("id")
+
+
+def test_cnn_trains_end_to_end(alice, bob, digits_npz, loopback_cluster, celery_worker):
+    owner = Client()
+    owner.force_login(alice[0])
+    resp = owner.post(
+        reverse("dataset_upload"),
+        {"name": "digits", "file": SimpleUploadedFile("digits.npz", digits_npz.read_bytes())},
+    )
+    assert resp.status_code == 302
+    dataset = Dataset.objects.get(name="digits")
+
+    run = submit(owner, dataset, loopback_cluster)
+    run, seen = wait_terminal(run.pk, 420, celery_worker)
+    assert run.status == Run.Status.SUCCEEDED, f"{run.status_reason}\n{run.status_detail}"
+    assert seen[0] in ("QUEUED", "SUBMITTED") and "RUNNING" in seen
+    assert run.spark_app_id.startswith("app-")
+
+    # Metrics from both executors, loss going down on each.
+    executors = set(MetricPoint.objects.filter(run=run).values_list("executor", flat=True))
+    assert len(executors) == 2, executors
+    for ex in executors:
+        losses = list(
+            MetricPoint.objects.filter(run=run, executor=ex, name="epoch_loss")
+            .order_by("step")
+            .values_list("value", flat=True)
+        )
+        assert len(losses) == 5 and losses[-1] < losses[0], (ex, losses)
+
+    assert run.test_accuracy >= 0.90
+    assert run.test_rows == dataset.test_rows
+    preds = run.run_dir / "predictions" / "predictions.parquet"
+    assert pq.ParquetFile(preds).metadata.num_rows == dataset.test_rows
+    assert (run.run_dir / "model" / "model.keras").stat().st_size > 0
+    exec_dirs = sorted((run.run_dir / "executors").iterdir())
+    assert len(exec_dirs) == 2
+    for d in exec_dirs:
+        assert (d / "stderr").stat().st_size > 0, d
+    # TFoS stayed on loopback: the executors logged a TF cluster spec with 127.0.0.1 only.
+    stderr_all = "".join((d / "stderr").read_text(errors="replace") for d in exec_dirs)
+    assert "127.0.0.1" in stderr_all
+
+    page = owner.get(run.get_absolute_url()).content.decode()
+    assert run.spark_app_id in page and "SUCCEEDED" in page
+    pred_page = owner.get(reverse("run_predictions", args=[run.pk])).content.decode()
+    assert f"{dataset.test_rows} rows" in pred_page
+    assert owner.get(reverse("run_model", args=[run.pk])).status_code == 200
+    assert owner.get(reverse("run_log", args=[run.pk, exec_dirs[0].name, "stderr"])).status_code == 200
+
+    intruder = Client()
+    intruder.force_login(bob[0])
+    for name in ("run_detail", "run_predictions", "run_model", "run_live"):
+        assert intruder.get(reverse(name, args=[run.pk])).status_code == 404
+
+
+def test_failing_run_ends_failed_with_reason_and_logs(alice, digits_dataset, loopback_cluster, celery_worker):
+    """The dataset's files vanish after it was accepted: the job fails, the page says why."""
+    owner = Client()
+    owner.force_login(alice[0])
+    (digits_dataset.storage_dir / "train.parquet").unlink()
+    run = submit(owner, digits_dataset, loopback_cluster, hp_cnn_epochs="1")
+    run, _ = wait_terminal(run.pk, 240, celery_worker)
+    assert run.status == Run.Status.FAILED
+    assert "train.parquet" in run.status_reason + run.status_detail
+    assert (run.run_dir / "driver.log").stat().st_size > 0
+    page = owner.get(run.get_absolute_url()).content.decode()
+    assert "FAILED" in page and "train.parquet" in page
+
+
+def test_unreachable_cluster_fails_fast_with_a_clear_reason(alice, digits_dataset, celery_worker):
+    dead = Cluster.objects.create(
+        name="nowhere", master_url="spark://127.0.0.1:9", rest_url="http://127.0.0.1:9", bind_host="127.0.0.1"
+    )
+    owner = Client()
+    owner.force_login(alice[0])
+    run = submit(owner, digits_dataset, dead, hp_cnn_epochs="1")
+    run, _ = wait_terminal(run.pk, 60, celery_worker)
+    assert run.status == Run.Status.FAILED
+    assert "unreachable" in run.status_reason.lower() or "not answer" in run.status_reason.lower()

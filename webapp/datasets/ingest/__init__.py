@@ -1,0 +1,29 @@
+"""Upload validation and conversion to the dataset storage layout (docs/architecture.md).
+
+Pure Python (NumPy, pandas, PyArrow); no Django. The web layer calls::
+
+    fmt = detect_format(upload_name, first_bytes)
+    info = ingest(saved_upload, fmt, dest_dir, label_column="label")  # or DatasetError
+"""
+
+from .convert import ingest
+from .detect import detect_format
+from .digits import write_digits_csv, write_digits_npz
+from .errors import DatasetError
+from .info import DatasetInfo, Limits, read_info
+from .preview import PreviewRow, preview
+from .shapes import parse_shape
+
+__all__ = [
+    "DatasetError",
+    "DatasetInfo",
+    "Limits",
+    "PreviewRow",
+    "detect_format",
+    "ingest",
+    "parse_shape",
+    "preview",
+    "read_info",
+    "write_digits_csv",
+    "write_digits_npz",
+]

@@ -1,0 +1,138 @@
+"""`make run`: start the local Spark cluster, a Celery worker (with beat) and the web server.
+
+Everything started here is stopped on Ctrl-C / SIGTERM (or `make stop`), nothing orphaned.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from workers.localcluster import ClusterError, LocalCluster, stop_groups
+
+
+class Command(BaseCommand):
+    help = "Run web + worker + a loopback Spark standalone cluster until interrupted."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--master-port", type=int, default=7077)
+        parser.add_argument("--webui-port", type=int, default=8080)
+        parser.add_argument("--worker-memory", default="4g")
+        parser.add_argument("--stop", action="store_true", help="stop a stack started earlier")
+
+    def handle(self, *args, port, master_port, webui_port, worker_memory, stop, **opts):
+        run_dir = settings.VAR_DIR / "run"
+        pid_file = run_dir / "stack.pid"
+        if stop:
+            return self._stop_running(pid_file)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(str(os.getpid()))
+        cluster = LocalCluster(
+            state_dir=settings.VAR_DIR / "spark",
+            master_port=master_port,
+            webui_port=webui_port,
+            workers=2,
+            worker_cores=1,
+            worker_memory=worker_memory,
+        )
+        children: list[subprocess.Popen] = []
+        stopping = False
+
+        def on_signal(signum, _frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            self.stdout.write("starting the Spark standalone cluster (1 master + 2 workers on 127.0.0.1)…")
+            try:
+                cluster.start(timeout=90)
+            except ClusterError as exc:
+                raise CommandError(str(exc)) from None
+            bin_dir = Path(sys.executable).parent
+            logs = settings.VAR_DIR / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            env = {**os.environ, "SPARKDECK_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+            children.append(
+                self._spawn(
+                    [
+                        str(bin_dir / "celery"),
+                        "-A",
+                        "workers.celery",
+                        "worker",
+                        "-B",
+                        "-l",
+                        "info",
+                        "-c",
+                        "2",
+                        "-s",
+                        str(run_dir / "celerybeat-schedule"),
+                    ],
+                    logs / "worker.log",
+                    env,
+                )
+            )
+            children.append(
+                self._spawn(
+                    [
+                        str(bin_dir / "gunicorn"),
+                        "webapp.wsgi",
+                        "-b",
+                        f"127.0.0.1:{port}",
+                        "--workers",
+                        "2",
+                        "--threads",
+                        "4",
+                        "--timeout",
+                        "300",
+                    ],
+                    logs / "web.log",
+                    env,
+                )
+            )
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"\nSparkdeck is running: http://127.0.0.1:{port}/\n"
+                    f"  login: demo / sparkdeck-demo   (admin: admin / sparkdeck-demo)\n"
+                    f"  Spark master UI: {cluster.rest_url}\n  logs: {logs}\n"
+                    "  Ctrl-C or `make stop` stops everything.\n"
+                )
+            )
+            while not stopping:
+                for child in children:
+                    if child.poll() is not None:
+                        self.stderr.write(f"{child.args[0]} exited with {child.returncode}; stopping (see {logs})")
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            self.stdout.write("stopping…")
+            stop_groups([c.pid for c in children if c.poll() is None])
+            cluster.stop()
+            pid_file.unlink(missing_ok=True)
+            self.stdout.write("stopped.")
+
+    def _spawn(self, argv, log_path, env):
+        log = open(log_path, "ab")
+        return subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=settings.BASE_DIR, start_new_session=True
+        )
+
+    def _stop_running(self, pid_file: Path):
+        try:
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            self.stdout.write("no running stack")
+            return
+        for _ in range(60):
+            if not pid_file.exists():
+                break
+            time.sleep(0.5)
+        self.stdout.write("stack stopped")

@@ -1,0 +1,86 @@
+"""Reading a run's files: logs (by byte offset), predictions (paged), model.
+
+Names come from a fixed set or a strict pattern, so no request can reach outside the run dir.
+"""
+
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from .models import Run
+
+EXECUTOR_ID = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+LOG_STREAMS = ("stdout", "stderr")
+MAX_CHUNK = 256 * 1024
+
+
+def log_path(run: Run, source: str, stream: str = "stderr") -> Path | None:
+    if source == "driver":
+        return run.run_dir / "driver.log"
+    if stream not in LOG_STREAMS or not EXECUTOR_ID.match(source) or source in (".", ".."):
+        return None
+    return run.run_dir / "executors" / source / stream
+
+
+def executors(run: Run) -> list[str]:
+    root = run.run_dir / "executors"
+    if not root.is_dir():
+        return []
+    ids = [p.name for p in root.iterdir() if p.is_dir() and EXECUTOR_ID.match(p.name)]
+    return sorted(ids, key=lambda s: (len(s), s))
+
+
+def read_chunk(path: Path, offset: int, limit: int = MAX_CHUNK) -> tuple[str, int, int]:
+    """Return (text, next offset, file size) reading at most `limit` bytes from `offset`."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "", 0, 0
+    offset = max(0, min(offset, size))
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read(min(limit, MAX_CHUNK))
+    return data.decode("utf-8", errors="replace"), offset + len(data), size
+
+
+def tail_offset(path: Path, limit: int = 64 * 1024) -> int:
+    try:
+        return max(0, path.stat().st_size - limit)
+    except OSError:
+        return 0
+
+
+def predictions_path(run: Run) -> Path:
+    return run.run_dir / "predictions" / "predictions.parquet"
+
+
+def predictions_csv(run: Run) -> Path:
+    return run.run_dir / "predictions" / "predictions.csv"
+
+
+def model_path(run: Run) -> Path:
+    return run.run_dir / "model" / "model.keras"
+
+
+def prediction_page(run: Run, page: int, per_page: int = 50) -> tuple[list[dict], int]:
+    """Rows of one page, read row group by row group (the file is never loaded whole)."""
+    path = predictions_path(run)
+    if not path.exists():
+        return [], 0
+    pf = pq.ParquetFile(path)
+    total = pf.metadata.num_rows
+    start = (page - 1) * per_page
+    rows, seen = [], 0
+    for rg in range(pf.num_row_groups):
+        n = pf.metadata.row_group(rg).num_rows
+        if seen + n <= start:
+            seen += n
+            continue
+        table = pf.read_row_group(rg)
+        lo = max(0, start - seen)
+        rows.extend(table.slice(lo, per_page - len(rows)).to_pylist())
+        seen += n
+        if len(rows) >= per_page:
+            break
+    return rows, total

@@ -1,0 +1,44 @@
+from django import forms
+
+from webapp.catalog.registry import TEMPLATES
+from webapp.clusters.models import Cluster
+from webapp.datasets.models import Dataset
+
+from .models import Run
+
+HP_PREFIX = "hp_"
+
+
+class RunForm(forms.Form):
+    """Resources and choices; hyperparameter fields are generated from the template schemas."""
+
+    name = forms.CharField(max_length=200, required=False)
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
+    template = forms.ChoiceField(choices=[(k, t.label) for k, t in TEMPLATES.items()])
+    input_mode = forms.ChoiceField(choices=Run.InputMode.choices, initial=Run.InputMode.TENSORFLOW)
+    cluster = forms.ModelChoiceField(queryset=Cluster.objects.enabled())
+    num_executors = forms.IntegerField(min_value=1, initial=2, help_text="= TFoS cluster size")
+    executor_cores = forms.IntegerField(min_value=1, initial=1)
+    executor_memory_mb = forms.IntegerField(min_value=256, initial=2048)
+
+    def __init__(self, *args, datasets, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = datasets.filter(status=Dataset.Status.READY)
+        for template in TEMPLATES.values():
+            for p in template.params:
+                field_name = f"{HP_PREFIX}{template.key}_{p.name}"
+                # Plain inputs: the template schema is the one validator (see create_run).
+                widget = forms.NumberInput(attrs={"min": p.min, "max": p.max, "step": "any"})
+                self.fields[field_name] = forms.CharField(
+                    required=False, initial=p.default, help_text=p.help, label=p.name.replace("_", " "), widget=widget
+                )
+                self.fields[field_name].template_key = template.key
+
+    def hyperparameter_fields(self):
+        return [self[name] for name in self.fields if name.startswith(HP_PREFIX)]
+
+    def raw_hyperparameters(self):
+        """The submitted values of the chosen template's fields, as strings."""
+        key = self.data.get("template", "")
+        prefix = f"{HP_PREFIX}{key}_"
+        return {name[len(prefix) :]: value for name, value in self.data.items() if name.startswith(prefix)}

@@ -1,0 +1,202 @@
+"""Submitting runs to their cluster and reconciling their status with it.
+
+Called from the thin Celery tasks in workers/tasks.py. Every status change goes through
+Run.transition (compare-and-set), so a duplicate task or a racing reconcile cannot corrupt a run.
+"""
+
+import fcntl
+import json
+import logging
+import time
+import zipfile
+from pathlib import Path
+
+from django.conf import settings
+
+from workers.backends.base import BackendError, get_backend
+
+from .models import Run
+from .states import StaleStatus, Status
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(settings.BASE_DIR)
+JOB_PACKAGE = REPO_ROOT / "workers" / "jobs"
+# A run claimed (SUBMITTED) whose worker died before recording a handle is failed after this.
+LOST_SUBMISSION_SECONDS = 120
+
+
+def backend_for(cluster):
+    return get_backend(cluster.kind, rest_url=cluster.rest_url)
+
+
+def build_spec(run: Run) -> dict:
+    ds = run.dataset
+    cluster = run.cluster
+    return {
+        "run_id": run.pk,
+        "app_name": f"sparkdeck-run-{run.pk}",
+        "template": run.template,
+        "hyperparameters": run.hyperparameters,
+        "input_mode": run.input_mode,
+        "cluster_size": run.num_executors,
+        "dataset": {
+            "train": str(ds.storage_dir / "train.parquet"),
+            "test": str(ds.storage_dir / "test.parquet"),
+            "shape": ds.shape,
+            "num_classes": ds.num_classes,
+            "class_names": ds.class_names,
+        },
+        "artifact_dir": str(run.run_dir),
+        "metrics": {
+            "url": f"{settings.PUBLIC_URL}/ingest/runs/{run.pk}/metrics",
+            "token": run.ingest_token,
+            "every_steps": 5,
+        },
+        "timeouts": {
+            "reservation": cluster.reservation_timeout_s,
+            "feed": cluster.feed_timeout_s,
+            "shutdown": cluster.shutdown_timeout_s,
+        },
+        "bind_host": cluster.bind_host or None,
+        "seed": 42,
+    }
+
+
+def package_job(dest: Path) -> Path:
+    """Zip workers/jobs for --py-files, so the same submission works on a remote cluster."""
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("workers/__init__.py", "")
+        for path in sorted(JOB_PACKAGE.rglob("*.py")):
+            zf.write(path, path.relative_to(REPO_ROOT).as_posix())
+    return dest
+
+
+def submit_request(run: Run, spec_path: Path, zip_path: Path):
+    from workers.backends.base import SubmitRequest
+
+    cluster = run.cluster
+    return SubmitRequest(
+        run_id=run.pk,
+        run_dir=run.run_dir,
+        master_url=cluster.master_url,
+        app_name=f"sparkdeck-run-{run.pk}",
+        entry=str(JOB_PACKAGE / "driver.py"),
+        entry_args=["--spec", str(spec_path)],
+        py_files=[str(zip_path)],
+        num_executors=run.num_executors,
+        executor_cores=run.executor_cores,
+        executor_memory_mb=run.executor_memory_mb,
+        driver_memory_mb=1024,
+        python=settings.SPARK_PYTHON,
+        spark_conf={},
+        env={},
+        executor_env={},
+        bind_host=cluster.bind_host or None,
+    )
+
+
+def submit(run_id: int) -> None:
+    run = Run.objects.select_related("cluster", "dataset").get(pk=run_id)
+    if run.status != Status.QUEUED:
+        return  # idempotent: already claimed or finished
+    try:
+        run.transition(Status.SUBMITTED)  # claim first, so a duplicate task cannot launch twice
+    except StaleStatus:
+        return
+    run_dir = run.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = run_dir / "spec.json"
+    spec_path.write_text(json.dumps(build_spec(run), indent=2))
+    try:
+        req = submit_request(run, spec_path, package_job(run_dir / "jobs.zip"))
+        handle = backend_for(run.cluster).submit(req)
+    except BackendError as exc:
+        _fail(run, f"Submission failed: {exc}")
+        return
+    except Exception as exc:  # noqa: BLE001 - any launch error must end the run, not leave it hanging
+        log.exception("submit of run %s failed", run.pk)
+        _fail(run, f"Submission failed: {type(exc).__name__}: {exc}")
+        return
+    Run.objects.filter(pk=run.pk).update(backend_handle=handle)
+
+
+def _fail(run: Run, reason: str, detail: str = "") -> None:
+    try:
+        run.transition(Status.FAILED, reason=reason, detail=detail)
+    except StaleStatus:
+        pass
+
+
+def reconcile(run: Run) -> None:
+    """Bring one active run's status, logs and results up to date with its cluster."""
+    if not run.backend_handle:
+        age = time.time() - run.submitted_at.timestamp() if run.submitted_at else 0
+        if run.status == Status.SUBMITTED and age > LOST_SUBMISSION_SECONDS:
+            _fail(run, "The submission was lost (the worker stopped before spark-submit started).")
+        return
+    backend = backend_for(run.cluster)
+    handle = dict(run.backend_handle)
+    state = backend.status(handle)  # may note app id / last state in the handle
+    try:
+        backend.logs(handle)
+    except BackendError as exc:
+        log.warning("log collection for run %s: %s", run.pk, exc)
+    fields = {}
+    if handle != run.backend_handle:
+        fields["backend_handle"] = handle
+    if state.app_id and state.app_id != run.spark_app_id:
+        fields["spark_app_id"] = state.app_id
+    if state.ui_url and state.ui_url != run.spark_ui_url:
+        fields["spark_ui_url"] = state.ui_url
+    if fields:
+        Run.objects.filter(pk=run.pk).update(**fields)
+        for k, v in fields.items():
+            setattr(run, k, v)
+    target = state.state
+    if target == run.status:
+        return
+    try:
+        if target == Status.SUCCEEDED:
+            result = _read_result(run)
+            run.transition(
+                Status.SUCCEEDED,
+                result=result,
+                test_accuracy=result.get("test_accuracy"),
+                test_rows=result.get("test_rows"),
+            )
+        elif target == Status.FAILED:
+            run.transition(Status.FAILED, reason=state.reason or "The Spark job failed.", detail=state.detail or "")
+        elif target == Status.RUNNING and run.status == Status.SUBMITTED:
+            run.transition(Status.RUNNING)
+        elif target == Status.CANCELLED:
+            run.transition(Status.CANCELLED, reason=state.reason or "")
+    except StaleStatus:
+        pass
+
+
+def _read_result(run: Run) -> dict:
+    try:
+        return json.loads((run.run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def reconcile_active() -> int:
+    """Reconcile every active run; ticks that overlap a slow one are skipped, not stacked."""
+    lock_path = settings.VAR_DIR / "run" / "reconcile.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0
+        runs = Run.objects.filter(status__in=[Status.SUBMITTED, Status.RUNNING]).select_related("cluster")
+        count = 0
+        for run in runs:
+            try:
+                reconcile(run)
+            except Exception:  # noqa: BLE001 - one broken run must not stop the others
+                log.exception("reconcile of run %s failed", run.pk)
+            count += 1
+        return count

@@ -1,0 +1,174 @@
+import json
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from webapp.accounts.services import can_submit, current_team
+from webapp.catalog.registry import TEMPLATES
+from webapp.datasets.models import Dataset
+
+from . import artifacts, metrics
+from .errors import RunRequestError
+from .forms import RunForm
+from .models import Run
+from .services import create_run
+
+
+def _team_run(request, pk):
+    return get_object_or_404(Run.objects.for_user(request.user).select_related("dataset", "cluster"), pk=pk)
+
+
+def dashboard(request):
+    team = current_team(request)
+    runs = Run.objects.for_user(request.user).filter(team=team).select_related("dataset", "cluster", "created_by")
+    page = Paginator(runs, 50).get_page(request.GET.get("page"))
+    return render(request, "runs/dashboard.html", {"team": team, "page": page})
+
+
+@require_http_methods(["GET", "POST"])
+def run_new(request):
+    team = current_team(request)
+    datasets = Dataset.objects.for_user(request.user).filter(team=team)
+    form = RunForm(request.POST or None, datasets=datasets, initial={"dataset": request.GET.get("dataset")})
+    field_errors = {}
+    if request.method == "POST":
+        if not can_submit(request.user, team):
+            messages.error(request, "Viewers cannot submit runs.")
+        elif form.is_valid():
+            d = form.cleaned_data
+            try:
+                run = create_run(
+                    team=team,
+                    user=request.user,
+                    name=d["name"],
+                    dataset=d["dataset"],
+                    template=d["template"],
+                    hyperparameters=form.raw_hyperparameters(),
+                    input_mode=d["input_mode"],
+                    cluster=d["cluster"],
+                    num_executors=d["num_executors"],
+                    executor_cores=d["executor_cores"],
+                    executor_memory_mb=d["executor_memory_mb"],
+                )
+            except RunRequestError as exc:
+                field_errors = exc.errors
+            else:
+                return redirect(run)
+        status = 400
+    else:
+        status = 200
+    ctx = {"form": form, "team": team, "templates": TEMPLATES, "field_errors": field_errors}
+    return render(request, "runs/new.html", ctx, status=status if request.method == "POST" else 200)
+
+
+def run_detail(request, pk):
+    run = _team_run(request, pk)
+    return render(request, "runs/detail.html", {"run": run, "executors": artifacts.executors(run)})
+
+
+@require_GET
+def run_live(request, pk):
+    """Everything the run page polls: status, new metric points, log chunks from given offsets."""
+    run = _team_run(request, pk)
+    since = _int(request.GET.get("since"), 0)
+    logs = {}
+    for key in request.GET.getlist("log"):
+        source, _, stream = key.partition(":")
+        path = artifacts.log_path(run, source, stream or "stderr")
+        if path is None:
+            continue
+        offset = _int(request.GET.get(f"off:{key}"), -1)
+        if offset < 0:
+            offset = artifacts.tail_offset(path)
+        text, nxt, size = artifacts.read_chunk(path, offset)
+        logs[key] = {"text": text, "offset": nxt, "size": size}
+    return JsonResponse(
+        {
+            "status": run.status,
+            "reason": run.status_reason,
+            "detail": run.status_detail,
+            "terminal": run.is_terminal,
+            "app_id": run.spark_app_id,
+            "ui_url": run.spark_ui_url,
+            "test_accuracy": run.test_accuracy,
+            "epochs": run.hyperparameters.get("epochs"),
+            "executors": artifacts.executors(run),
+            "points": metrics.points_since(run, since),
+            "logs": logs,
+            "has_predictions": artifacts.predictions_path(run).exists(),
+            "has_model": artifacts.model_path(run).exists(),
+        }
+    )
+
+
+def run_log(request, pk, source, stream="stderr"):
+    run = _team_run(request, pk)
+    path = artifacts.log_path(run, source, stream)
+    if path is None or not path.exists():
+        raise Http404("no such log")
+    name = f"run{run.pk}-{source}-{stream}.log" if source != "driver" else f"run{run.pk}-driver.log"
+    resp = FileResponse(open(path, "rb"), content_type="text/plain; charset=utf-8", filename=name)
+    if request.GET.get("download"):
+        resp["Content-Disposition"] = f'attachment; filename="{name}"'
+    return resp
+
+
+def run_predictions(request, pk):
+    run = _team_run(request, pk)
+    page = max(1, _int(request.GET.get("page"), 1))
+    rows, total = artifacts.prediction_page(run, page)
+    names = run.dataset.class_names
+    for r in rows:
+        r["label_name"] = _name(names, r.get("label"))
+        r["prediction_name"] = _name(names, r.get("prediction"))
+    pages = max(1, -(-total // 50))
+    ctx = {"run": run, "rows": rows, "total": total, "page": page, "pages": pages}
+    return render(request, "runs/predictions.html", ctx)
+
+
+def run_predictions_csv(request, pk):
+    run = _team_run(request, pk)
+    path = artifacts.predictions_csv(run)
+    if not path.exists():
+        raise Http404("no predictions yet")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"run{run.pk}-predictions.csv")
+
+
+def run_model(request, pk):
+    run = _team_run(request, pk)
+    path = artifacts.model_path(run)
+    if not path.exists():
+        raise Http404("no exported model")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"run{run.pk}-model.keras")
+
+
+@csrf_exempt  # authenticated by the run's bearer token, not a session
+@require_POST
+def ingest_metrics(request, pk):
+    run = Run.objects.filter(pk=pk).first()
+    if run is None or not metrics.token_ok(run, request.headers.get("authorization", "")):
+        return JsonResponse({"error": "unknown run or bad token"}, status=403)
+    try:
+        payload = json.loads(request.body)
+        stored = metrics.ingest(run, payload)
+    except (ValueError, metrics.IngestError) as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({"stored": stored})
+
+
+def _int(raw, default):
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return default
+
+
+def _name(names, idx):
+    try:
+        return names[int(idx)]
+    except (TypeError, ValueError, IndexError):
+        return str(idx)

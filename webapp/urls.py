@@ -1,0 +1,30 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.http import HttpResponse
+from django.urls import path
+
+from webapp.accounts import views as account_views
+from webapp.datasets import views as dataset_views
+from webapp.runs import views as run_views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/team/", account_views.switch_team, name="switch_team"),
+    path("healthz", lambda r: HttpResponse("ok"), name="healthz"),
+    path("", run_views.dashboard, name="dashboard"),
+    path("datasets/", dataset_views.dataset_list, name="dataset_list"),
+    path("datasets/upload/", dataset_views.dataset_upload, name="dataset_upload"),
+    path("datasets/<int:pk>/", dataset_views.dataset_detail, name="dataset_detail"),
+    path("datasets/<int:pk>/download/", dataset_views.dataset_download, name="dataset_download"),
+    path("runs/new/", run_views.run_new, name="run_new"),
+    path("runs/<int:pk>/", run_views.run_detail, name="run_detail"),
+    path("runs/<int:pk>/live.json", run_views.run_live, name="run_live"),
+    path("runs/<int:pk>/logs/<str:source>/", run_views.run_log, name="run_log_driver"),
+    path("runs/<int:pk>/logs/<str:source>/<str:stream>/", run_views.run_log, name="run_log"),
+    path("runs/<int:pk>/predictions/", run_views.run_predictions, name="run_predictions"),
+    path("runs/<int:pk>/predictions.csv", run_views.run_predictions_csv, name="run_predictions_csv"),
+    path("runs/<int:pk>/model.keras", run_views.run_model, name="run_model"),
+    path("ingest/runs/<int:pk>/metrics", run_views.ingest_metrics, name="ingest_metrics"),
+]

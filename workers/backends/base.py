@@ -1,0 +1,100 @@
+"""The interface every cluster backend implements (standalone now; YARN and local later).
+
+Django-free on purpose: the Celery tasks translate model rows into a SubmitRequest and store the
+returned Handle (a plain JSON-able dict) on the run, so a worker restart can pick the run up again.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# A Handle is whatever a backend needs to find the run again later. It must survive json.dumps.
+# status() may add keys to it (app_id, last_state): callers should persist it after each call.
+Handle = dict[str, Any]
+
+STATES = ("SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+class BackendError(Exception):
+    """A failure whose message is safe to show to users (no stack traces, no secrets)."""
+
+
+class ClusterUnreachable(BackendError):
+    """The cluster manager did not answer; nothing was submitted."""
+
+
+@dataclass
+class SubmitRequest:
+    run_id: int | str
+    run_dir: Path
+    master_url: str
+    app_name: str
+    entry: str  # path to workers/jobs/driver.py (or any Python entry point)
+    entry_args: list[str] = field(default_factory=list)
+    py_files: list[str] = field(default_factory=list)
+    num_executors: int = 2
+    executor_cores: int = 1
+    executor_memory_mb: int = 1024
+    driver_memory_mb: int = 1024
+    python: str = "python3"  # interpreter for driver and executors
+    spark_conf: dict[str, str] = field(default_factory=dict)  # extra --conf, never TFoS-critical keys
+    env: dict[str, str] = field(default_factory=dict)  # extra env of the spark-submit process
+    executor_env: dict[str, str] = field(default_factory=dict)  # -> spark.executorEnv.*
+    bind_host: str | None = None  # e.g. "127.0.0.1" to keep Spark and TFoS on loopback
+    gpus_per_executor: int = 0
+
+    def __post_init__(self) -> None:
+        self.run_dir = Path(self.run_dir)
+
+
+@dataclass
+class BackendStatus:
+    state: str  # one of STATES
+    app_id: str | None = None
+    ui_url: str | None = None
+    reason: str | None = None  # short, user-facing
+    detail: str | None = None  # a few lines of context (log excerpt)
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+class Backend(abc.ABC):
+    kind = "abstract"
+
+    @abc.abstractmethod
+    def build_argv(self, req: SubmitRequest) -> list[str]:
+        """The spark-submit command line, always a list (never a shell string)."""
+
+    @abc.abstractmethod
+    def submit(self, req: SubmitRequest) -> Handle:
+        """Start the driver detached from the caller; return a JSON-able handle."""
+
+    @abc.abstractmethod
+    def status(self, handle: Handle) -> BackendStatus:
+        """Current state; cheap enough to call every few seconds."""
+
+    @abc.abstractmethod
+    def cancel(self, handle: Handle) -> None:
+        """Stop the application and its driver; idempotent."""
+
+    @abc.abstractmethod
+    def logs(self, handle: Handle) -> list[Path]:
+        """Copy executor logs into the run dir (incrementally) and return the copied files."""
+
+
+def get_backend(kind: str, **cluster_settings: Any) -> Backend:
+    """Backend for a cluster kind; settings are the cluster's connection fields (master_url, ...)."""
+    # Imported lazily so importing base never drags in a backend's dependencies.
+    if kind == "standalone":
+        from workers.backends.standalone import StandaloneBackend
+
+        return StandaloneBackend(**cluster_settings)
+    if kind in ("yarn", "local"):
+        raise BackendError(f"The {kind!r} cluster backend is not available yet.")
+    raise BackendError(f"Unknown cluster kind {kind!r}.")

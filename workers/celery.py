@@ -1,0 +1,23 @@
+"""The Celery app. Broker and schedule come from Django settings (CELERY_* keys)."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+app = Celery("sparkdeck")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_ignore_result = True  # tasks write their results to the database
+app.conf.worker_hijack_root_logger = False
+
+
+@app.on_after_finalize.connect
+def _schedule(sender, **kwargs):
+    from django.conf import settings
+
+    # Status is tracked by polling, so a worker restart never loses a run.
+    sender.add_periodic_task(settings.RECONCILE_SECONDS, sender.signature("workers.tasks.reconcile_runs"))
+
+
+app.autodiscover_tasks(["workers"])

@@ -1,0 +1,302 @@
+"""spark-submit entry point: ``driver.py --spec /abs/spec.json``.
+
+Trains with a TFoS cluster (one TF node per executor, chief = executor 0), runs inference with
+plain Spark, writes ``<artifact_dir>/result.json``. Prints ``SPARKDECK_APP_ID=`` and
+``SPARKDECK_UI_URL=`` as soon as the SparkContext exists; on any failure prints the traceback and
+a last line ``SPARKDECK_ERROR=<reason>`` and exits non-zero. Imports nothing outside workers/jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+
+if __name__ == "__main__" and not __package__:
+    # Run as a script: the package comes from --py-files (jobs.zip) or, failing that, this checkout.
+    try:
+        import workers.jobs  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from workers.jobs import data, loopback, templates  # noqa: E402
+from workers.jobs.spec import RunSpec, load_spec  # noqa: E402
+
+
+class RunFailed(RuntimeError):
+    """A failure whose message is already the one-line reason to report."""
+
+
+def say(key: str, value) -> None:
+    print(f"{key}={value}", flush=True)
+
+
+_T0 = time.time()
+
+
+def log(msg: str) -> None:
+    print(f"[sparkdeck driver +{time.time() - _T0:.1f}s] {msg}", flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Sparkdeck TFoS training driver")
+    parser.add_argument("--spec", required=True, help="absolute path of the run's spec.json")
+    args = parser.parse_args(argv)
+    spark = None
+    try:
+        spec = load_spec(args.spec)
+        templates.check(spec.template, spec.dataset.shape)  # refuse before starting anything
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"  # Keras 3 breaks TFoS+MWMS; driver too
+        loopback.configure_driver(spec.bind_host)
+        spark = _spark_session(spec)
+        sc = spark.sparkContext
+        say("SPARKDECK_APP_ID", sc.applicationId)
+        say("SPARKDECK_UI_URL", sc.uiWebUrl)
+        result = run(spark, spec)
+        say("SPARKDECK_RESULT", json.dumps(result, sort_keys=True))
+        return 0
+    except BaseException as e:  # SystemExit too: TFoS calls sys.exit(1) on node errors/timeouts
+        traceback.print_exc(file=sys.stdout)
+        say("SPARKDECK_ERROR", reason(e))
+        return 1
+    finally:
+        if spark is not None:
+            _stop(spark)
+
+
+def _spark_session(spec: RunSpec):
+    from pyspark import SparkConf
+    from pyspark.sql import SparkSession
+
+    submitted = SparkConf()  # what spark-submit was given; never override it
+    builder = SparkSession.builder.appName(spec.app_name)
+    defaults = {
+        # A failed TF node must fail the run: a retry cannot rejoin the TF cluster.
+        "spark.task.maxFailures": "1",
+        "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
+        # SPARK input mode runs TF in a process forked by a reused Python worker.
+        "spark.python.worker.reuse": "true",
+    }
+    if spec.bind_host:
+        defaults["spark.executorEnv.SPARKDECK_BIND_HOST"] = spec.bind_host
+    for key, value in defaults.items():
+        if not submitted.contains(key):
+            builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def run(spark, spec: RunSpec) -> dict:
+    from workers.jobs import inference
+    from workers.jobs.train import STATS_FILE, model_path
+
+    sc = spark.sparkContext
+    os.makedirs(os.path.join(spec.artifact_dir, "model"), exist_ok=True)
+    model_file = model_path(spec.artifact_dir)
+    stats_file = os.path.join(spec.artifact_dir, STATS_FILE)
+    for stale in (model_file, stats_file):  # the driver waits for these to appear
+        if os.path.exists(stale):
+            os.remove(stale)
+
+    t0 = time.time()
+    log(f"training: {spec.input_mode} input mode, {spec.cluster_size} TF nodes")
+    train(spark, spec)
+    _wait_for_file(model_file, spec.timeouts.shutdown)
+    train_seconds = time.time() - t0
+    stats = _read_json(stats_file)
+    log(f"trained in {train_seconds:.1f} s (fit {stats.get('fit_seconds')} s); inference")
+
+    t1 = time.time()
+    scores = inference.run_inference(
+        spark,
+        spec.dataset.test,
+        model_file,
+        spec.dataset.shape,
+        os.path.join(spec.artifact_dir, "predictions"),
+        spec.cluster_size,
+    )
+    result = {
+        "run_id": spec.run_id,
+        "app_id": sc.applicationId,
+        "template": spec.template,
+        "input_mode": spec.input_mode,
+        "cluster_size": spec.cluster_size,
+        "epochs": spec.hyperparameters.epochs,
+        "batch_size": spec.hyperparameters.batch_size,
+        **scores,
+        "train_seconds": round(train_seconds, 3),
+        "fit_seconds": stats.get("fit_seconds"),
+        "steps_per_epoch": stats.get("steps_per_epoch"),
+        "inference_seconds": round(time.time() - t1, 3),
+        "history": stats.get("history", {}),
+        "model": model_file,
+    }
+    _write_json(os.path.join(spec.artifact_dir, "result.json"), result)
+    return {k: v for k, v in result.items() if k != "history"}
+
+
+def _defer_tfos_tensorflow_import() -> None:
+    """TFoS's TFNode imports tensorflowonspark.compat, which imports TensorFlow (7+ s), yet the
+    driver never calls into it: make that one module load lazily, on first attribute use."""
+    import importlib.util
+
+    name = "tensorflowonspark.compat"
+    if name in sys.modules:
+        return
+    found = importlib.util.find_spec(name)
+    if found is None or found.loader is None:
+        return
+    found.loader = importlib.util.LazyLoader(found.loader)
+    module = importlib.util.module_from_spec(found)
+    sys.modules[name] = module
+    found.loader.exec_module(module)
+    # Bind it on the package too: `from . import compat` then never touches the module (any
+    # attribute access, even __spec__ during import, would load TensorFlow).
+    import tensorflowonspark
+
+    tensorflowonspark.compat = module
+
+
+def train(spark, spec: RunSpec) -> None:
+    _defer_tfos_tensorflow_import()
+    from tensorflowonspark import TFCluster
+
+    from workers.jobs.train import main_fun
+
+    sc = spark.sparkContext
+    spark_mode = spec.input_mode == "spark"
+    mode = TFCluster.InputMode.SPARK if spark_mode else TFCluster.InputMode.TENSORFLOW
+    timer = _train_timer(sc, spec.timeouts.train)
+    try:
+        cluster = TFCluster.run(
+            sc,
+            main_fun,
+            {"spec": spec.to_dict()},
+            spec.cluster_size,
+            num_ps=0,
+            tensorboard=False,
+            input_mode=mode,
+            master_node="chief",
+            reservation_timeout=spec.timeouts.reservation,
+        )
+        log("TF cluster reserved")
+        if spark_mode:
+            rows = data.num_rows(spec.dataset.train)
+            parts = data.feed_partitions(rows, spec.cluster_size)
+            rdd = data.spark_feed_rdd(spark, spec.dataset.train, parts)
+            # One padding epoch: Spark hands partitions to whichever executor is free, so a
+            # worker may get a partition less than its peer. Workers stop after exactly
+            # `epochs` epochs of steps and terminate() the feed; the rest is skipped.
+            cluster.train(rdd, num_epochs=spec.hyperparameters.epochs + 1, feed_timeout=spec.timeouts.feed)
+        else:
+            _wait_for_tf_nodes(sc, TFCluster.tf_status)
+        log("TF nodes done; shutting the TF cluster down")
+        # TFoS arms SIGALRM for `timeout` and never disarms it: disarm before inference.
+        cluster.shutdown(timeout=spec.timeouts.shutdown)
+        signal.alarm(0)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if "error" in TFCluster.tf_status:
+        raise RunFailed(reason(TFCluster.tf_status["error"]))
+    if timer is not None and timer.fired:
+        raise RunFailed(f"training exceeded timeouts.train ({spec.timeouts.train} s)")
+
+
+def _wait_for_tf_nodes(sc, tf_status: dict) -> None:
+    # TENSORFLOW mode: TFoS's shutdown() would wait for training under its SIGALRM timeout, which
+    # would then have to cover the whole training. Wait here instead; fail as soon as a node fails.
+    tracker = sc.statusTracker()
+    while tracker.getActiveJobsIds():
+        if "error" in tf_status:
+            break
+        time.sleep(0.5)
+    time.sleep(0.5)  # TFoS's thread records a failed job just after it ends
+    if "error" in tf_status:
+        raise RunFailed(reason(tf_status["error"]))
+
+
+def _train_timer(sc, seconds):
+    if not seconds:
+        return None
+
+    def fire():
+        timer.fired = True
+        sc.cancelAllJobs()
+
+    timer = threading.Timer(seconds, fire)
+    timer.fired = False
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _wait_for_file(path: str, timeout: float) -> None:
+    # SPARK mode: the feed can end while the chief is still exporting the model.
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        if time.time() > deadline:
+            raise RunFailed(f"the chief did not export {path} within {timeout} s after training")
+        time.sleep(0.2)
+
+
+_PY_EXC = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)):(.*)$")
+_JAVA = ("org.", "java.", "javax.", "scala.", "py4j.")
+
+
+def reason(err) -> str:
+    """One line saying why: the innermost Python exception of an executor traceback if any."""
+    if isinstance(err, SystemExit):  # TFoS's sys.exit(1): node error recorded, or its timeout
+        status = getattr(sys.modules.get("tensorflowonspark.TFCluster"), "tf_status", {})
+        if "error" in status:
+            return reason(status["error"])
+        return "TFoS stopped the application (TF nodes did not finish within timeouts.shutdown)"
+    if isinstance(err, RunFailed):
+        return _one_line(str(err))
+    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    found = None
+    for line in text.splitlines():
+        m = _PY_EXC.match(line)
+        if m and not m.group(1).startswith(_JAVA) and m.group(2).strip():
+            found = f"{m.group(1).rsplit('.', 1)[-1]}:{m.group(2)}"
+    return _one_line(found or text)
+
+
+def _one_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return re.sub(r"\s+", " ", lines[0] if lines else "unknown error")[:500]
+
+
+def _stop(spark) -> None:
+    try:
+        spark.sparkContext.cancelAllJobs()
+        spark.stop()
+    except Exception as e:
+        print(f"warning: stopping Spark failed: {e!r}", file=sys.stderr)
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # do not hang on TFoS's leftover threads

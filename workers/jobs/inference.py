@@ -1,0 +1,77 @@
+"""Distributed inference over the test Parquet with plain Spark ``mapPartitions``.
+
+Not a second TFoS cluster: one started after a TENSORFLOW-mode training cluster in the same
+application hung (docs/tfos-on-modern-stack.md). Task i of n reads shard i of the test Parquet
+itself (like TENSORFLOW-mode training: no Spark SQL scan or shuffle, which cost ~8 s on a small
+set) and loads the exported model once. Results come back to the driver, which writes
+single-file predictions.parquet / predictions.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import os
+
+CSV_COLUMNS = ["row_id", "label", "prediction", "confidence"]
+MAX_SHARD_ROWS = 50000  # bounds what one task holds in memory
+
+
+def predict_shards(test_path: str, model_file: str, shape, num_shards: int, shard_ids):
+    """mapPartitions body: shard ids -> (row_id, label, prediction, confidence) rows."""
+    from workers.jobs import data
+
+    model = None
+    for shard in shard_ids:
+        x, y, ids = data.read_arrays(test_path, shape, shard, num_shards)
+        if not len(x):
+            continue
+        if model is None:  # once per partition, and only when there is something to predict
+            os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+            import tf_keras
+
+            model = tf_keras.models.load_model(model_file, compile=False)
+        probs = model.predict(x, batch_size=256, verbose=0)
+        preds, conf = probs.argmax(axis=1), probs.max(axis=1)
+        yield from zip(ids.tolist(), y.tolist(), preds.tolist(), conf.tolist())
+
+
+def run_inference(spark, test_path: str, model_file: str, shape, out_dir: str, workers: int):
+    """Predict every test row; write predictions.{parquet,csv}; return accuracy and row count."""
+    from workers.jobs import data
+
+    rows = data.num_rows(test_path)
+    shards = max(1, workers, math.ceil(rows / MAX_SHARD_ROWS))
+    fn = functools.partial(predict_shards, test_path, model_file, tuple(shape), shards)
+    sc = spark.sparkContext
+    results = sorted(sc.parallelize(range(shards), shards).mapPartitions(fn).collect())
+    if len(results) != rows:
+        raise RuntimeError(f"inference returned {len(results)} rows for {rows} test rows")
+    write_predictions(results, out_dir)
+    correct = sum(1 for _, label, pred, _ in results if label == pred)
+    return {
+        "test_rows": len(results),
+        "test_accuracy": round(correct / len(results), 6) if results else None,
+    }
+
+
+def write_predictions(results, out_dir: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    os.makedirs(out_dir, exist_ok=True)
+    cols = list(zip(*results)) if results else [[], [], [], []]
+    table = pa.table(
+        {
+            "row_id": pa.array(cols[0], pa.int64()),
+            "label": pa.array(cols[1], pa.int64()),
+            "prediction": pa.array(cols[2], pa.int64()),
+            "confidence": pa.array(cols[3], pa.float32()),
+        }
+    )
+    pq.write_table(table, os.path.join(out_dir, "predictions.parquet"))
+    with open(os.path.join(out_dir, "predictions.csv"), "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        w.writerows((r, lab, p, f"{c:.6f}") for r, lab, p, c in results)

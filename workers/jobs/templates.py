@@ -1,0 +1,80 @@
+"""Keras model templates (legacy Keras 2, ``tf_keras``: Keras 3 breaks under MWMS in TFoS).
+
+``BUILDERS[name](shape, num_classes, hp)`` returns a compiled model. ``check(name, shape)`` runs
+the same input checks without importing TensorFlow, so the driver can refuse a run up front.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _keras():
+    # Must be set before TensorFlow is first imported in this process.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tf_keras
+
+    return tf_keras
+
+
+def _hp(hp, name, default):
+    # hp: spec.Hyperparameters or a plain dict; both have .get
+    return default if hp is None else hp.get(name, default)
+
+
+def require_image_shape(shape) -> tuple:
+    shape = tuple(int(d) for d in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(
+            f"the cnn template needs image data shaped [height, width, channels], got {list(shape)}"
+        )
+    return shape
+
+
+def _pool_size(h: int, w: int):
+    # Halve each side that still has room; None when the image is already 1x1.
+    size = (2 if h >= 2 else 1, 2 if w >= 2 else 1)
+    return None if size == (1, 1) else size
+
+
+def build_cnn(shape, num_classes: int, hp=None):
+    """conv5x5x32 -> pool -> conv5x5x64 -> pool -> dense 1024 -> dropout -> softmax."""
+    h, w, c = require_image_shape(shape)
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(shape=(h, w, c), name="features")
+    x = inputs
+    for filters in (32, 64):
+        # 'same' padding keeps small images (8x8 digits) from shrinking to nothing.
+        x = layers.Conv2D(filters, 5, padding="same", activation="relu")(x)
+        pool = _pool_size(h, w)
+        if pool:
+            x = layers.MaxPooling2D(pool, padding="same")(x)
+            h, w = -(-h // pool[0]), -(-w // pool[1])
+    x = layers.Flatten()(x)
+    x = layers.Dense(1024, activation="relu")(x)
+    x = layers.Dropout(float(_hp(hp, "dropout", 0.4)))(x)
+    outputs = layers.Dense(int(num_classes), activation="softmax", name="probs")(x)
+    model = keras.Model(inputs, outputs, name="cnn")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=float(_hp(hp, "learning_rate", 0.001))),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+BUILDERS = {"cnn": build_cnn}
+_CHECKS = {"cnn": require_image_shape}
+
+
+def check(template: str, shape) -> None:
+    """Raise ValueError when the template is unknown or cannot take this input shape."""
+    if template not in BUILDERS:
+        raise ValueError(f"unknown template {template!r}; known: {sorted(BUILDERS)}")
+    _CHECKS.get(template, lambda s: None)(shape)
+
+
+def build(template: str, shape, num_classes: int, hp=None):
+    check(template, shape)
+    return BUILDERS[template](shape, num_classes, hp)

@@ -1,0 +1,124 @@
+"""The TFoS map function ``main_fun(args, ctx)``: runs once on every executor.
+
+TFoS makes executor 0 the ``chief`` and the others ``worker``s and exports TF_CONFIG; we train
+with MultiWorkerMirroredStrategy (synchronous all-reduce, so every worker must run the same
+number of steps). ``args`` is ``{"spec": <spec dict>}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+from workers.jobs import loopback
+
+# Executors import this module while unpickling the TFoS task, before TFoS's _mapfn asks
+# util.get_ip_address() for the address to register: patch it now (no-op unless a bind host is set).
+loopback.apply()
+
+MODEL_FILE = "model.keras"
+STATS_FILE = "train_stats.json"
+
+
+def log(msg: str) -> None:
+    print(f"[sparkdeck] {msg}", file=sys.stderr, flush=True)
+
+
+def model_path(artifact_dir: str) -> str:
+    return os.path.join(artifact_dir, "model", MODEL_FILE)
+
+
+def main_fun(args, ctx):
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TF loads in this process
+    from workers.jobs import data, metrics, templates
+    from workers.jobs.spec import parse_spec
+
+    spec = parse_spec(args["spec"])
+    hp = spec.hyperparameters
+    shape = spec.dataset.shape
+    import tensorflow as tf
+    import tf_keras
+
+    log(f"executor {ctx.executor_id} = {ctx.job_name}:{ctx.task_index}, input_mode={spec.input_mode}")
+    log(f"devices: {tf.config.list_physical_devices()}")
+    log(f"TF_CONFIG: {os.environ.get('TF_CONFIG')}")
+
+    # Must exist before any other TF op: it configures the collective ops for this process.
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    workers = strategy.num_replicas_in_sync
+    is_chief = ctx.job_name == "chief"
+    tf_keras.utils.set_random_seed(spec.seed)
+
+    batch = data.per_replica_batch(hp.batch_size, workers)
+    total_rows = data.num_rows(spec.dataset.train)
+    # Identical on every worker whatever its shard size: shards repeat, so none runs dry.
+    steps = data.steps_per_epoch(total_rows, batch * workers)
+
+    feed = None
+    if spec.input_mode == "tensorflow":
+        x, y, _ = data.read_arrays(spec.dataset.train, shape, ctx.executor_id, workers)
+        log(f"shard {ctx.executor_id}/{workers}: {len(x)} of {total_rows} rows")
+
+        def make_ds(_input_ctx):
+            return data.shard_dataset(x, y, batch, spec.seed + ctx.executor_id)
+    else:
+        feed = ctx.get_data_feed(train_mode=True)
+
+        def make_ds(_input_ctx):
+            return data.feed_dataset(feed, shape, batch)
+
+    dataset = strategy.distribute_datasets_from_function(make_ds)
+    with strategy.scope():
+        model = templates.build(spec.template, shape, spec.dataset.num_classes, hp)
+
+    poster = metrics.MetricsPoster(spec.metrics.url, spec.metrics.token, str(ctx.executor_id))
+    callback = metrics.make_callback(poster, spec.metrics.every_steps)
+    log(f"fit: {hp.epochs} epochs x {steps} steps, batch {batch}/replica x {workers} replicas")
+    t0 = time.time()
+    history = model.fit(
+        dataset, epochs=hp.epochs, steps_per_epoch=steps, callbacks=[callback], verbose=2
+    )
+    fit_seconds = time.time() - t0
+    log(f"fit done in {fit_seconds:.1f} s; posted {poster.posted} metric points")
+
+    if is_chief:  # before the model: the driver waits for the model, then reads these
+        stats = {
+            "fit_seconds": round(fit_seconds, 3),
+            "steps_per_epoch": steps,
+            "epochs": hp.epochs,
+            "per_replica_batch": batch,
+            "workers": workers,
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        }
+        _write_json(os.path.join(spec.artifact_dir, STATS_FILE), stats)
+    _save(model, spec.artifact_dir, is_chief)
+    if feed is not None and not feed.should_stop():
+        feed.terminate()  # skip the padding partitions the driver still feeds (see driver.py)
+
+
+def _save(model, artifact_dir: str, is_chief: bool) -> None:
+    # MWMS pattern: every worker saves (saving may run collectives), only the chief's copy is kept.
+    if not is_chief:
+        tmp = tempfile.mkdtemp(prefix="sparkdeck-worker-model-")
+        try:
+            model.save(os.path.join(tmp, MODEL_FILE))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    dest = model_path(artifact_dir)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(dest), f".tmp-{os.getpid()}-{MODEL_FILE}")
+    model.save(tmp)
+    os.replace(tmp, dest)  # the driver waits for this name: it must appear complete
+    log(f"chief exported {dest}")
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)

@@ -1,0 +1,17 @@
+"""Thin Celery tasks: ids in, JSON-only arguments, idempotent; the logic is in webapp/runs/lifecycle.py."""
+
+from workers.celery import app
+
+
+@app.task(name="workers.tasks.submit_run")
+def submit_run(run_id: int) -> None:
+    from webapp.runs import lifecycle
+
+    lifecycle.submit(run_id)
+
+
+@app.task(name="workers.tasks.reconcile_runs", ignore_result=True)
+def reconcile_runs() -> int:
+    from webapp.runs import lifecycle
+
+    return lifecycle.reconcile_active()
