@@ -20,6 +20,7 @@ urlpatterns = [
     path("datasets/<int:pk>/download/", dataset_views.dataset_download, name="dataset_download"),
     path("runs/new/", run_views.run_new, name="run_new"),
     path("runs/<int:pk>/", run_views.run_detail, name="run_detail"),
+    path("runs/<int:pk>/cancel/", run_views.run_cancel, name="run_cancel"),
     path("runs/<int:pk>/live.json", run_views.run_live, name="run_live"),
     path("runs/<int:pk>/logs/<str:source>/", run_views.run_log, name="run_log_driver"),
     path("runs/<int:pk>/logs/<str:source>/<str:stream>/", run_views.run_log, name="run_log"),

@@ -113,8 +113,10 @@ def stop_groups(pgids: list[int], grace: float = 10.0) -> None:
 
 
 def tail(path: Path, lines: int = 20) -> str:
+    """Last lines of a daemon log, without Java stack frames (they bury the message)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = path.read_text(errors="replace").splitlines()
+        return "\n".join([x for x in text if not x.lstrip().startswith("at ")][-lines:])
     except OSError:
         return ""
 
@@ -293,8 +295,13 @@ class LocalCluster:
             time.sleep(0.3)
 
     def stop(self, grace: float = 10.0) -> None:
-        daemons = self._live_daemons()
-        stop_groups([d["pid"] for d in daemons], grace)
+        # By process group, not by daemon pid: a worker that died may have left executors behind.
+        groups = [
+            d["pid"]
+            for d in self._read_state().get("daemons", [])
+            if any("spark" in cmdline(pid) for pid in group_pids(d["pid"]))
+        ]
+        stop_groups(groups, grace)
         for proc in self._procs.values():  # reap, so no zombies stay behind in this process
             try:
                 proc.wait(timeout=5)

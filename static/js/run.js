@@ -65,6 +65,8 @@
       document.getElementById("reason-text").textContent = data.reason;
       document.getElementById("reason-detail").textContent = data.detail || "";
     }
+    const cancel = document.getElementById("cancel-form");
+    if (cancel && data.terminal) cancel.hidden = true;
     if (data.app_id) document.getElementById("app").textContent = data.app_id;
     if (data.ui_url) {
       const a = document.createElement("a");

@@ -22,9 +22,7 @@ def write_digits_parquet(dest_dir, test_fraction: float = 0.2, seed: int = 42) -
     x = (digits.data / scale).astype(np.float32)
     y = digits.target.astype(np.int64)
     ids = np.arange(len(y), dtype=np.int64)  # position in the original data
-    x_tr, x_te, y_tr, y_te, id_tr, id_te = train_test_split(
-        x, y, ids, test_size=test_fraction, random_state=seed
-    )
+    x_tr, x_te, y_tr, y_te, id_tr, id_te = train_test_split(x, y, ids, test_size=test_fraction, random_state=seed)
     os.makedirs(dest_dir, exist_ok=True)
     for name, xs, ys, rid in (("train", x_tr, y_tr, id_tr), ("test", x_te, y_te, id_te)):
         features = pa.FixedSizeListArray.from_arrays(pa.array(xs.reshape(-1)), xs.shape[1])

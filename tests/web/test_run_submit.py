@@ -98,3 +98,13 @@ def test_spec_carries_dataset_resources_token_and_timeouts(alice, digits_dataset
     assert spec["metrics"]["url"] == f"{settings.PUBLIC_URL}/ingest/runs/{run.pk}/metrics"
     assert spec["timeouts"] == {"reservation": 120, "feed": 120, "shutdown": 60}
     assert spec["bind_host"] == "127.0.0.1"
+
+
+@pytest.mark.django_db
+def test_cancel_a_queued_run_at_once_and_not_another_teams(client_a, client_b, alice, digits_dataset, cluster):
+    run = Run.objects.create(team=alice[1], dataset=digits_dataset, template="cnn", cluster=cluster)
+    assert client_b.post(reverse("run_cancel", args=[run.pk])).status_code == 404
+    assert Run.objects.get(pk=run.pk).status == Run.Status.QUEUED
+    client_a.post(reverse("run_cancel", args=[run.pk]))
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED and "alice" in run.status_reason

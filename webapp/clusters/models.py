@@ -46,4 +46,3 @@ class Cluster(models.Model):
             f"up to {self.max_executors} executors × {self.max_executor_cores} cores, "
             f"{self.max_executor_memory_mb} MB each"
         )
-

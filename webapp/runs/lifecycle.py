@@ -8,12 +8,12 @@ import fcntl
 import json
 import logging
 import time
-import zipfile
 from pathlib import Path
 
 from django.conf import settings
 
 from workers.backends.base import BackendError, get_backend
+from workers.jobs.package import build_jobs_zip
 
 from .models import Run
 from .states import StaleStatus, Status
@@ -63,15 +63,6 @@ def build_spec(run: Run) -> dict:
     }
 
 
-def package_job(dest: Path) -> Path:
-    """Zip workers/jobs for --py-files, so the same submission works on a remote cluster."""
-    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("workers/__init__.py", "")
-        for path in sorted(JOB_PACKAGE.rglob("*.py")):
-            zf.write(path, path.relative_to(REPO_ROOT).as_posix())
-    return dest
-
-
 def submit_request(run: Run, spec_path: Path, zip_path: Path):
     from workers.backends.base import SubmitRequest
 
@@ -109,7 +100,8 @@ def submit(run_id: int) -> None:
     spec_path = run_dir / "spec.json"
     spec_path.write_text(json.dumps(build_spec(run), indent=2))
     try:
-        req = submit_request(run, spec_path, package_job(run_dir / "jobs.zip"))
+        # A per-run snapshot of the job code: reproducible, and shipped with --py-files.
+        req = submit_request(run, spec_path, Path(build_jobs_zip(str(run_dir / "jobs.zip"))))
         handle = backend_for(run.cluster).submit(req)
     except BackendError as exc:
         _fail(run, f"Submission failed: {exc}")
@@ -200,3 +192,19 @@ def reconcile_active() -> int:
                 log.exception("reconcile of run %s failed", run.pk)
             count += 1
         return count
+
+
+def cancel(run: Run, by: str = "") -> None:
+    """QUEUED → CANCELLED at once; a submitted run's application is killed first, logs kept."""
+    reason = f"Cancelled by {by}." if by else "Cancelled."
+    if run.status == Status.QUEUED:
+        run.transition(Status.CANCELLED, reason=reason)
+        return
+    if run.backend_handle:
+        backend = backend_for(run.cluster)
+        backend.cancel(run.backend_handle)
+        try:
+            backend.logs(run.backend_handle)
+        except BackendError as exc:
+            log.warning("log collection for run %s: %s", run.pk, exc)
+    run.transition(Status.CANCELLED, reason=reason)

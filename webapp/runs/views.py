@@ -10,12 +10,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from webapp.accounts.services import can_submit, current_team
 from webapp.catalog.registry import TEMPLATES
 from webapp.datasets.models import Dataset
+from workers.backends.base import BackendError
 
-from . import artifacts, metrics
+from . import artifacts, lifecycle, metrics
 from .errors import RunRequestError
 from .forms import RunForm
 from .models import Run
 from .services import create_run
+from .states import IllegalTransition, StaleStatus
 
 
 def _team_run(request, pk):
@@ -144,6 +146,24 @@ def run_model(request, pk):
     if not path.exists():
         raise Http404("no exported model")
     return FileResponse(open(path, "rb"), as_attachment=True, filename=f"run{run.pk}-model.keras")
+
+
+@require_POST
+def run_cancel(request, pk):
+    run = _team_run(request, pk)
+    if not can_submit(request.user, run.team):
+        messages.error(request, "Viewers cannot cancel runs.")
+    elif run.is_terminal:
+        messages.info(request, f"Run {run.pk} already ended ({run.status}).")
+    else:
+        try:
+            lifecycle.cancel(run, by=request.user.username)
+        except (StaleStatus, IllegalTransition):
+            run.refresh_from_db()
+            messages.info(request, f"Run {run.pk} is now {run.status}.")
+        except BackendError as exc:
+            messages.error(request, f"Could not cancel: {exc}")
+    return redirect(run)
 
 
 @csrf_exempt  # authenticated by the run's bearer token, not a session

@@ -85,12 +85,15 @@ def _tail_lines(path: Path, max_bytes: int = 256 * 1024) -> list[str]:
 
 
 def _find_marker(path: Path, prefix: str) -> str | None:
-    """First `PREFIX=value` line of the driver log (printed early, so this stops soon)."""
+    """Value of the first `PREFIX=value` in the driver log (printed early, so this stops soon).
+    Searched anywhere in the line: JVM log output may be interleaved with the driver's prints."""
     try:
         with open(path, errors="replace") as f:
             for line in f:
-                if line.startswith(prefix):
-                    return line[len(prefix) :].strip() or None
+                at = line.find(prefix)
+                if at >= 0:
+                    value = line[at + len(prefix) :].split()
+                    return value[0] if value else None
     except OSError:
         pass
     return None
@@ -119,8 +122,9 @@ def failure_reason(log_path: Path, rc: int) -> tuple[str, str | None]:
     exception-looking line, else the exit code."""
     lines = _tail_lines(log_path)
     for i in range(len(lines) - 1, -1, -1):
-        if lines[i].startswith("SPARKDECK_ERROR="):
-            return lines[i][len("SPARKDECK_ERROR=") :].strip()[:500], "\n".join(lines[max(0, i - 8) : i + 1])
+        at = lines[i].find("SPARKDECK_ERROR=")
+        if at >= 0:
+            return lines[i][at + len("SPARKDECK_ERROR=") :].strip()[:500], "\n".join(lines[max(0, i - 8) : i + 1])
     found = _traceback_error(lines)
     if found is None:
         found = next(

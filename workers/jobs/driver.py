@@ -48,54 +48,63 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Sparkdeck TFoS training driver")
     parser.add_argument("--spec", required=True, help="absolute path of the run's spec.json")
     args = parser.parse_args(argv)
-    spark = None
+    sc = None
+    failure = None
     try:
         spec = load_spec(args.spec)
         templates.check(spec.template, spec.dataset.shape)  # refuse before starting anything
         os.environ["TF_USE_LEGACY_KERAS"] = "1"  # Keras 3 breaks TFoS+MWMS; driver too
+        _defer_tfos_tensorflow_import()  # before anything imports tensorflowonspark.TFNode
         loopback.configure_driver(spec.bind_host)
-        spark = _spark_session(spec)
-        sc = spark.sparkContext
+        sc = _spark_context(spec)
         say("SPARKDECK_APP_ID", sc.applicationId)
         say("SPARKDECK_UI_URL", sc.uiWebUrl)
-        result = run(spark, spec)
+        log(f"Spark application {sc.applicationId} started")
+        result = run(sc, spec)
         say("SPARKDECK_RESULT", json.dumps(result, sort_keys=True))
-        return 0
     except BaseException as e:  # SystemExit too: TFoS calls sys.exit(1) on node errors/timeouts
         traceback.print_exc(file=sys.stdout)
-        say("SPARKDECK_ERROR", reason(e))
-        return 1
+        failure = reason(e)
     finally:
-        if spark is not None:
-            _stop(spark)
+        if sc is not None:
+            _stop(sc)
+    if failure is not None:
+        say("SPARKDECK_ERROR", failure)  # last, after Spark's own shutdown logging
+        return 1
+    return 0
 
 
-def _spark_session(spec: RunSpec):
-    from pyspark import SparkConf
-    from pyspark.sql import SparkSession
+def _spark_context(spec: RunSpec):
+    # A bare SparkContext: a SparkSession costs ~3 s more and only SPARK input mode needs one.
+    from pyspark import SparkConf, SparkContext
 
-    submitted = SparkConf()  # what spark-submit was given; never override it
-    builder = SparkSession.builder.appName(spec.app_name)
+    conf = SparkConf()  # holds what spark-submit was given; never override that
+    conf.setAppName(spec.app_name)
     defaults = {
         # A failed TF node must fail the run: a retry cannot rejoin the TF cluster.
         "spark.task.maxFailures": "1",
         "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
         # SPARK input mode runs TF in a process forked by a reused Python worker.
         "spark.python.worker.reuse": "true",
+        # No task here gains from locality; waiting for a "preferred" executor (the one that
+        # cached a feed partition) would only stall the lockstep TF workers.
+        "spark.locality.wait": "0s",
     }
     if spec.bind_host:
         defaults["spark.executorEnv.SPARKDECK_BIND_HOST"] = spec.bind_host
     for key, value in defaults.items():
-        if not submitted.contains(key):
-            builder = builder.config(key, value)
-    return builder.getOrCreate()
+        conf.setIfMissing(key, value)
+    slots = int(conf.get("spark.executor.cores", "1")) // int(conf.get("spark.task.cpus", "1"))
+    if slots > 1:
+        # Two TF nodes on one executor collide in TFoS ("TFManager already started").
+        log(f"WARNING: {slots} task slots per executor; TFoS needs one (spark.task.cpus = spark.executor.cores)")
+    return SparkContext.getOrCreate(conf)
 
 
-def run(spark, spec: RunSpec) -> dict:
+def run(sc, spec: RunSpec) -> dict:
     from workers.jobs import inference
     from workers.jobs.train import STATS_FILE, model_path
 
-    sc = spark.sparkContext
     os.makedirs(os.path.join(spec.artifact_dir, "model"), exist_ok=True)
     model_file = model_path(spec.artifact_dir)
     stats_file = os.path.join(spec.artifact_dir, STATS_FILE)
@@ -105,7 +114,7 @@ def run(spark, spec: RunSpec) -> dict:
 
     t0 = time.time()
     log(f"training: {spec.input_mode} input mode, {spec.cluster_size} TF nodes")
-    train(spark, spec)
+    train(sc, spec)
     _wait_for_file(model_file, spec.timeouts.shutdown)
     train_seconds = time.time() - t0
     stats = _read_json(stats_file)
@@ -113,7 +122,7 @@ def run(spark, spec: RunSpec) -> dict:
 
     t1 = time.time()
     scores = inference.run_inference(
-        spark,
+        sc,
         spec.dataset.test,
         model_file,
         spec.dataset.shape,
@@ -162,50 +171,75 @@ def _defer_tfos_tensorflow_import() -> None:
     tensorflowonspark.compat = module
 
 
-def train(spark, spec: RunSpec) -> None:
-    _defer_tfos_tensorflow_import()
+def train(sc, spec: RunSpec) -> None:
     from tensorflowonspark import TFCluster
 
     from workers.jobs.train import main_fun
 
-    sc = spark.sparkContext
     spark_mode = spec.input_mode == "spark"
     mode = TFCluster.InputMode.SPARK if spark_mode else TFCluster.InputMode.TENSORFLOW
+    feed = None
+    if spark_mode:
+        # Read, balance and cache the feed before the TF nodes start: fed from the cache, they
+        # do not sit idle (and count it as fit time) while Spark plans and scans Parquet.
+        from pyspark import StorageLevel
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.builder.getOrCreate()  # wraps the running context
+
+        rows = data.num_rows(spec.dataset.train)
+        parts = data.feed_partitions(rows, spec.cluster_size)
+        feed = data.spark_feed_rdd(spark, spec.dataset.train, parts).persist(StorageLevel.MEMORY_AND_DISK)
+        log(f"feed RDD ready: {feed.count()} rows in {parts} partitions")
     timer = _train_timer(sc, spec.timeouts.train)
     try:
-        cluster = TFCluster.run(
-            sc,
-            main_fun,
-            {"spec": spec.to_dict()},
-            spec.cluster_size,
-            num_ps=0,
-            tensorboard=False,
-            input_mode=mode,
-            master_node="chief",
-            reservation_timeout=spec.timeouts.reservation,
-        )
+        try:
+            cluster = TFCluster.run(
+                sc,
+                main_fun,
+                {"spec": spec.to_dict()},
+                spec.cluster_size,
+                num_ps=0,
+                tensorboard=False,
+                input_mode=mode,
+                master_node="chief",
+                reservation_timeout=spec.timeouts.reservation,
+            )
+        except Exception as e:
+            if "timed out waiting for reservations" not in str(e):
+                raise
+            executors = sc._jsc.sc().getExecutorMemoryStatus().size() - 1  # minus the driver
+            raise RunFailed(
+                f"{spec.cluster_size} TF nodes did not all start within timeouts.reservation "
+                f"({spec.timeouts.reservation} s); the application has {executors} executor(s): "
+                f"it needs {spec.cluster_size} with one task slot each"
+            ) from e
         log("TF cluster reserved")
         if spark_mode:
-            rows = data.num_rows(spec.dataset.train)
-            parts = data.feed_partitions(rows, spec.cluster_size)
-            rdd = data.spark_feed_rdd(spark, spec.dataset.train, parts)
             # One padding epoch: Spark hands partitions to whichever executor is free, so a
             # worker may get a partition less than its peer. Workers stop after exactly
             # `epochs` epochs of steps and terminate() the feed; the rest is skipped.
-            cluster.train(rdd, num_epochs=spec.hyperparameters.epochs + 1, feed_timeout=spec.timeouts.feed)
+            cluster.train(feed, num_epochs=spec.hyperparameters.epochs + 1, feed_timeout=spec.timeouts.feed)
         else:
             _wait_for_tf_nodes(sc, TFCluster.tf_status)
         log("TF nodes done; shutting the TF cluster down")
         # TFoS arms SIGALRM for `timeout` and never disarms it: disarm before inference.
         cluster.shutdown(timeout=spec.timeouts.shutdown)
         signal.alarm(0)
+    except Exception as e:
+        if timer is not None and timer.fired:
+            raise RunFailed(f"training exceeded timeouts.train ({spec.timeouts.train} s)") from e
+        raise
     finally:
         if timer is not None:
             timer.cancel()
+        if feed is not None:
+            try:
+                feed.unpersist()
+            except Exception:  # Spark may already be stopped; the real error is elsewhere
+                pass
     if "error" in TFCluster.tf_status:
         raise RunFailed(reason(TFCluster.tf_status["error"]))
-    if timer is not None and timer.fired:
-        raise RunFailed(f"training exceeded timeouts.train ({spec.timeouts.train} s)")
 
 
 def _wait_for_tf_nodes(sc, tf_status: dict) -> None:
@@ -246,7 +280,8 @@ def _wait_for_file(path: str, timeout: float) -> None:
 
 
 _PY_EXC = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)):(.*)$")
-_JAVA = ("org.", "java.", "javax.", "scala.", "py4j.")
+# Exceptions that only wrap the executor's own (Java side, Py4J, PySpark's re-raise).
+_WRAPPERS = ("org.", "java.", "javax.", "scala.", "py4j.", "Py4J", "pyspark.", "PythonException")
 
 
 def reason(err) -> str:
@@ -262,7 +297,7 @@ def reason(err) -> str:
     found = None
     for line in text.splitlines():
         m = _PY_EXC.match(line)
-        if m and not m.group(1).startswith(_JAVA) and m.group(2).strip():
+        if m and m.group(2).strip() and not m.group(1).startswith(_WRAPPERS):
             found = f"{m.group(1).rsplit('.', 1)[-1]}:{m.group(2)}"
     return _one_line(found or text)
 
@@ -272,10 +307,10 @@ def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", lines[0] if lines else "unknown error")[:500]
 
 
-def _stop(spark) -> None:
+def _stop(sc) -> None:
     try:
-        spark.sparkContext.cancelAllJobs()
-        spark.stop()
+        sc.cancelAllJobs()
+        sc.stop()
     except Exception as e:
         print(f"warning: stopping Spark failed: {e!r}", file=sys.stderr)
 

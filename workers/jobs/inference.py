@@ -34,17 +34,16 @@ def predict_shards(test_path: str, model_file: str, shape, num_shards: int, shar
             model = tf_keras.models.load_model(model_file, compile=False)
         probs = model.predict(x, batch_size=256, verbose=0)
         preds, conf = probs.argmax(axis=1), probs.max(axis=1)
-        yield from zip(ids.tolist(), y.tolist(), preds.tolist(), conf.tolist())
+        yield from zip(ids.tolist(), y.tolist(), preds.tolist(), conf.tolist(), strict=True)
 
 
-def run_inference(spark, test_path: str, model_file: str, shape, out_dir: str, workers: int):
+def run_inference(sc, test_path: str, model_file: str, shape, out_dir: str, workers: int):
     """Predict every test row; write predictions.{parquet,csv}; return accuracy and row count."""
     from workers.jobs import data
 
     rows = data.num_rows(test_path)
     shards = max(1, workers, math.ceil(rows / MAX_SHARD_ROWS))
     fn = functools.partial(predict_shards, test_path, model_file, tuple(shape), shards)
-    sc = spark.sparkContext
     results = sorted(sc.parallelize(range(shards), shards).mapPartitions(fn).collect())
     if len(results) != rows:
         raise RuntimeError(f"inference returned {len(results)} rows for {rows} test rows")
@@ -61,7 +60,7 @@ def write_predictions(results, out_dir: str) -> None:
     import pyarrow.parquet as pq
 
     os.makedirs(out_dir, exist_ok=True)
-    cols = list(zip(*results)) if results else [[], [], [], []]
+    cols = list(zip(*results, strict=True)) if results else [[], [], [], []]
     table = pa.table(
         {
             "row_id": pa.array(cols[0], pa.int64()),

@@ -80,8 +80,7 @@ class MetricsPoster:
         except Exception as e:  # never let metrics break training
             self.failures += 1
             print(
-                f"WARNING sparkdeck metrics: POST {self.url} failed ({e!r}); "
-                f"dropped {len(points)} point(s)",
+                f"WARNING sparkdeck metrics: POST {self.url} failed ({e!r}); dropped {len(points)} point(s)",
                 file=sys.stderr,
                 flush=True,
             )

@@ -112,11 +112,7 @@ def parse_spec(raw: Any) -> RunSpec:
         raise SpecError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
 
     shape = ds.get("shape")
-    if (
-        not isinstance(shape, (list, tuple))
-        or not 1 <= len(shape) <= 3
-        or not all(_is_int(d) and d > 0 for d in shape)
-    ):
+    if not isinstance(shape, (list, tuple)) or not 1 <= len(shape) <= 3 or not all(_is_int(d) and d > 0 for d in shape):
         raise SpecError(f"dataset.shape must be 1 to 3 positive integers, got {shape!r}")
 
     extra = {k: v for k, v in hp.items() if k not in _HP_FIELDS}

@@ -25,9 +25,7 @@ def _hp(hp, name, default):
 def require_image_shape(shape) -> tuple:
     shape = tuple(int(d) for d in shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(
-            f"the cnn template needs image data shaped [height, width, channels], got {list(shape)}"
-        )
+        raise ValueError(f"the cnn template needs image data shaped [height, width, channels], got {list(shape)}")
     return shape
 
 

@@ -1,0 +1,239 @@
+"""Bench: the same CNN training as a TFoS run submitted through Sparkdeck vs one plain TF process.
+
+Starts the whole embedded stack in a temp dir (SQLite, filesystem Celery transport, a Celery
+worker with beat, gunicorn for metric ingest, a 2-worker loopback Spark standalone cluster),
+uploads a digits-derived dataset through the dataset service, submits a run through the run
+service (the same path as the web form) and waits for it. Then it runs workers.jobs.plain_baseline
+on the same Parquet files with the same hyperparameters. Prints both times and the ratio.
+
+    .venv/bin/python bench/train_vs_plain.py --epochs 5 [--upscale 28 --copies 4] [--input-mode spark]
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_dataset(path: Path, upscale: int, copies: int, seed: int = 0) -> None:
+    """scikit-learn digits, optionally upscaled (8→24 px, padded to `upscale`) and shifted copies."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x, y = d.images.astype("float32"), d.target.astype("int64")
+    if upscale and upscale > 8:
+        x = np.kron(x, np.ones((3, 3), dtype="float32"))
+        pad = (upscale - 24) // 2
+        x = np.pad(x, ((0, 0), (pad, upscale - 24 - pad), (pad, upscale - 24 - pad)))
+    rng = np.random.default_rng(seed)
+    xs, ys = [x], [y]
+    for _ in range(copies - 1):
+        sx, sy = rng.integers(-2, 3, size=2)
+        xs.append(np.roll(np.roll(x, sx, axis=1), sy, axis=2))
+        ys.append(y)
+    np.savez(path, x=np.concatenate(xs), y=np.concatenate(ys))
+
+
+def spawn(argv, log, env):
+    return subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--upscale", type=int, default=0, help="0 keeps 8x8; 28 gives MNIST-sized images")
+    ap.add_argument("--copies", type=int, default=1)
+    ap.add_argument("--input-mode", default="tensorflow", choices=["tensorflow", "spark"])
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = ap.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="sparkdeck-bench-"))
+    web_port = free_port()
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="webapp.settings",
+        DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY", "bench-only"),
+        SPARKDECK_VAR_DIR=str(root / "var"),
+        SPARKDECK_PUBLIC_URL=f"http://127.0.0.1:{web_port}",
+        SPARKDECK_RECONCILE_SECONDS="0.5",
+    )
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("CELERY_BROKER_URL", None)
+    import django
+
+    django.setup()
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.core.management import call_command
+
+    from webapp.accounts.models import Membership, Team
+    from webapp.clusters.models import Cluster
+    from webapp.datasets.services import create_dataset
+    from webapp.runs.models import Run
+    from webapp.runs.services import create_run
+    from workers.localcluster import LocalCluster
+
+    call_command("migrate", verbosity=0)
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ)
+    t = time.time()
+    cluster = LocalCluster(root / "spark", master_port=free_port(), webui_port=free_port(), worker_memory="4g")
+    procs = []
+    try:
+        cluster.start(timeout=120)
+        cluster_start = time.time() - t
+        procs.append(
+            spawn(
+                [
+                    str(bin_dir / "gunicorn"),
+                    "webapp.wsgi",
+                    "-b",
+                    f"127.0.0.1:{web_port}",
+                    "--workers",
+                    "1",
+                    "--threads",
+                    "8",
+                ],
+                root / "web.log",
+                env,
+            )
+        )
+        procs.append(
+            spawn(
+                [
+                    str(bin_dir / "celery"),
+                    "-A",
+                    "workers.celery",
+                    "worker",
+                    "-B",
+                    "-c",
+                    "2",
+                    "-l",
+                    "info",
+                    "-s",
+                    str(root / "beat"),
+                ],
+                root / "worker.log",
+                env,
+            )
+        )
+        while b"ready." not in (root / "worker.log").read_bytes():
+            time.sleep(0.3)
+
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.create_user("bench", password="bench-only")
+        team = Team.objects.create(name="bench", slug="bench")
+        Membership.objects.create(team=team, user=user)
+        c = Cluster.objects.create(
+            name="bench",
+            master_url=cluster.master_url,
+            rest_url=cluster.rest_url,
+            bind_host="127.0.0.1",
+            max_executors=2,
+            max_executor_memory_mb=3072,
+        )
+        npz = root / "bench.npz"
+        make_dataset(npz, args.upscale, args.copies)
+        ds = create_dataset(
+            team=team, user=user, name="bench", upload=SimpleUploadedFile("bench.npz", npz.read_bytes())
+        )
+        hp = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": 0.002}
+
+        t0 = time.time()
+        run = create_run(
+            team=team,
+            user=user,
+            dataset=ds,
+            template="cnn",
+            hyperparameters=hp,
+            cluster=c,
+            num_executors=2,
+            executor_cores=1,
+            executor_memory_mb=3072,
+            input_mode=args.input_mode,
+        )
+        while not Run.objects.get(pk=run.pk).is_terminal:
+            time.sleep(0.2)
+        app_wall = time.time() - t0
+        run.refresh_from_db()
+        if run.status != Run.Status.SUCCEEDED:
+            print(f"run FAILED: {run.status_reason}\n{run.status_detail}")
+            return 1
+        res = run.result
+
+        from webapp.runs.lifecycle import build_spec
+
+        spec_path = root / "plain-spec.json"
+        spec_path.write_text(json.dumps(build_spec(run)))
+        t1 = time.time()
+        out = subprocess.run(
+            [sys.executable, "-m", "workers.jobs.plain_baseline", "--spec", str(spec_path)],
+            cwd=REPO,
+            env={**env, "TF_USE_LEGACY_KERAS": "1"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        plain_wall = time.time() - t1
+        plain = json.loads(out.stdout.split("PLAIN_BASELINE=")[1].splitlines()[0])
+
+        created = run.created_at.timestamp()
+        queue = run.submitted_at.timestamp() - created
+        to_running = (run.started_at or run.finished_at).timestamp() - run.submitted_at.timestamp()
+        print(
+            f"dataset: {ds.train_rows} train / {ds.test_rows} test rows, shape {ds.shape}; "
+            f"epochs {args.epochs}, batch {args.batch_size}, input mode {args.input_mode}"
+        )
+        print(f"cluster start (not counted, long-lived):  {cluster_start:6.1f} s")
+        print(
+            f"plain TF process (import+fit+predict):    {plain_wall:6.1f} s   fit {plain['fit_seconds']:.1f} s, "
+            f"accuracy {plain['test_accuracy']:.4f}"
+        )
+        print(f"Sparkdeck run, submit → SUCCEEDED seen:   {app_wall:6.1f} s   accuracy {run.test_accuracy:.4f}")
+        print(f"  queued → submitted (Celery):            {queue:6.1f} s")
+        print(f"  submitted → RUNNING seen (JVM, app reg): {to_running:6.1f} s")
+        for key in ("startup_seconds", "train_seconds", "fit_seconds", "inference_seconds", "total_seconds"):
+            if key in res:
+                print(f"  job {key:<32} {res[key]:6.1f} s")
+        print(f"RATIO app/plain (wall) = {app_wall / plain_wall:.2f}")
+        print(f"FIXED OVERHEAD app - plain = {app_wall - plain_wall:.1f} s")
+        if "fit_seconds" in res:
+            print(f"RATIO fit (TFoS fit / plain fit) = {res['fit_seconds'] / plain['fit_seconds']:.2f}")
+        return 0
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(20)
+            except (OSError, subprocess.TimeoutExpired):
+                os.killpg(p.pid, signal.SIGKILL)
+        cluster.stop()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"kept {root}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""The driver on a real Spark standalone cluster (opt-in: slow, needs a running cluster).
+
+SPARKDECK_JOBS_MASTER=spark://127.0.0.1:7177 [SPARKDECK_JOBS_WORK_DIRS=/w1:/w2] pytest tests/jobs/test_cluster.py
+WORK_DIRS (the workers' --work-dir) lets the test read executor stderr and check the TF cluster spec.
+"""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.jobs.digits import spec_dict
+from workers.jobs.package import build_jobs_zip
+
+MASTER = os.environ.get("SPARKDECK_JOBS_MASTER")
+pytestmark = [
+    pytest.mark.spark,
+    pytest.mark.skipif(not MASTER, reason="set SPARKDECK_JOBS_MASTER=spark://host:port to run"),
+]
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def submit(tmp_path, spec: dict, timeout=600):
+    zip_path = build_jobs_zip(str(tmp_path / "jobs.zip"))
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    argv = [
+        str(VENV_BIN / "spark-submit"), "--master", MASTER, "--deploy-mode", "client",
+        "--conf", "spark.cores.max=2", "--executor-cores", "1", "--executor-memory", "2g",
+        "--conf", "spark.task.cpus=1", "--conf", "spark.dynamicAllocation.enabled=false",
+        "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1",
+        "--conf", f"spark.pyspark.python={sys.executable}",
+        "--py-files", zip_path, str(REPO / "workers/jobs/driver.py"), "--spec", str(spec_path),
+    ]  # fmt: skip
+    spark_home = subprocess.check_output(
+        [sys.executable, "-c", "import pyspark, os; print(os.path.dirname(pyspark.__file__))"], text=True
+    ).strip()
+    env = {
+        **os.environ,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_HOME": spark_home,
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+    }
+    t0 = time.time()
+    proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+    return proc, time.time() - t0
+
+
+def stdout_value(out: str, key: str):
+    found = re.findall(rf"^{key}=(.*)$", out, re.M)
+    return found[-1] if found else None
+
+
+@pytest.mark.parametrize("mode", ["tensorflow", "spark"])
+def test_trains_on_the_cluster(tmp_path, digits, sink, mode):
+    spec = spec_dict(digits, tmp_path / "art", input_mode=mode, hyperparameters={"epochs": 5},
+                     metrics={"url": sink.url, "token": "tok", "every_steps": 5})  # fmt: skip
+    proc, wall = submit(tmp_path, spec)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    app_id = stdout_value(proc.stdout, "SPARKDECK_APP_ID")
+    assert app_id and stdout_value(proc.stdout, "SPARKDECK_UI_URL").startswith("http://127.0.0.1:")
+    result = json.loads((tmp_path / "art" / "result.json").read_text())
+    assert result["test_accuracy"] >= 0.9 and result["test_rows"] == 360 and result["input_mode"] == mode
+    assert (tmp_path / "art" / "predictions" / "predictions.csv").is_file()
+    assert {p for _, _, b in sink.requests for p in [b["executor"]]} == {"0", "1"}
+    work_dirs = [d for d in os.environ.get("SPARKDECK_JOBS_WORK_DIRS", "").split(":") if d]
+    if work_dirs:
+        stderr = "".join(Path(p).read_text() for d in work_dirs for p in glob.glob(f"{d}/{app_id}/*/stderr"))
+        configs = re.findall(r"\[sparkdeck\] TF_CONFIG: (\{.*\})", stderr)
+        assert len(configs) == 2
+        for cfg in configs:
+            addrs = [a for hosts in json.loads(cfg)["cluster"].values() for a in hosts]
+            assert addrs and all(a.startswith("127.0.0.1:") for a in addrs)
+    print(f"{mode}: wall {wall:.1f} s, result {result}")
+
+
+def test_a_failing_map_function_fails_the_run_quickly(tmp_path, digits):
+    spec = spec_dict(digits, tmp_path / "art", timeouts={"reservation": 60, "feed": 60, "shutdown": 30})
+    spec["dataset"]["shape"] = [4, 4, 1]  # an image shape, but the rows hold 64 values
+    proc, wall = submit(tmp_path, spec, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stdout.strip().splitlines()[-1].startswith("SPARKDECK_ERROR=ValueError: ")
+    assert "needs 16" in stdout_value(proc.stdout, "SPARKDECK_ERROR")
+    assert wall < 120

@@ -1,0 +1,38 @@
+import csv
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from workers.jobs import inference, templates
+
+
+def test_write_predictions_single_files(tmp_path):
+    rows = [(3, 1, 1, 0.9), (7, 2, 0, 0.55)]
+    inference.write_predictions(rows, str(tmp_path / "predictions"))
+    assert sorted(os.listdir(tmp_path / "predictions")) == ["predictions.csv", "predictions.parquet"]
+    table = pq.read_table(tmp_path / "predictions" / "predictions.parquet")
+    assert table.column_names == ["row_id", "label", "prediction", "confidence"]
+    assert table.column("row_id").to_pylist() == [3, 7]
+    with open(tmp_path / "predictions" / "predictions.csv") as f:
+        got = list(csv.reader(f))
+    assert got == [
+        ["row_id", "label", "prediction", "confidence"],
+        ["3", "1", "1", "0.900000"],
+        ["7", "2", "0", "0.550000"],
+    ]
+
+
+def test_predict_shards_loads_the_model_and_covers_its_shard(tmp_path, digits):
+    model = templates.build_cnn(digits["shape"], 10)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    out = [list(inference.predict_shards(digits["test"], path, digits["shape"], 2, [k])) for k in (0, 1)]
+    assert [len(o) for o in out] == [180, 180]
+    rows = out[0] + out[1]
+    assert len({r[0] for r in rows}) == 360  # every test row once, by row_id
+    for row_id, label, pred, conf in rows:
+        assert isinstance(row_id, int) and 0 <= label < 10 and 0 <= pred < 10 and 0.0 < conf <= 1.0
+    assert list(inference.predict_shards(digits["test"], "/nonexistent.keras", digits["shape"], 400, [399])) == []
+    x = np.zeros((1, 8, 8, 1), np.float32)
+    assert model.predict(x, verbose=0).shape == (1, 10)

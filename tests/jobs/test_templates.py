@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from workers.jobs import templates
+from workers.jobs.spec import Hyperparameters
+
+
+def pools(model):
+    return [layer for layer in model.layers if "pool" in layer.name]
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1)])
+def test_cnn_outputs_one_probability_per_class(shape):
+    model = templates.build_cnn(list(shape), 10, Hyperparameters(learning_rate=0.002, dropout=0.3))
+    assert model.output_shape == (None, 10)
+    assert model.input_shape == (None, *shape)
+    probs = model.predict(np.zeros((2, *shape), np.float32), verbose=0)
+    assert probs.shape == (2, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert len(pools(model)) == 2
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.002)
+    assert model.loss == "sparse_categorical_crossentropy"
+    dropout = [layer for layer in model.layers if "dropout" in layer.name]
+    assert dropout and dropout[0].rate == pytest.approx(0.3)
+
+
+def test_cnn_layer_sizes_follow_the_classic_mnist_net():
+    model = templates.build_cnn([28, 28, 1], 10, {"dropout": 0.4})
+    convs = [layer for layer in model.layers if "conv" in layer.name]
+    assert [c.filters for c in convs] == [32, 64]
+    assert all(c.kernel_size == (5, 5) and c.padding == "same" for c in convs)
+    assert model.get_layer(index=-3).units == 1024  # dense 1024, then dropout, then softmax
+    flatten = [layer for layer in model.layers if "flatten" in layer.name][0]
+    assert flatten.output_shape == (None, 7 * 7 * 64)
+
+
+def test_tiny_images_skip_pooling_safely():
+    assert len(pools(templates.build_cnn([1, 1, 3], 4))) == 0
+    model = templates.build_cnn([1, 5, 1], 3)  # only the width can be halved
+    assert model.output_shape == (None, 3)
+    assert [p.pool_size for p in pools(model)] == [(1, 2), (1, 2)]
+
+
+@pytest.mark.parametrize("shape", [[64], [8, 8], [2, 2, 2, 2]])
+def test_non_image_shapes_are_refused(shape):
+    with pytest.raises(ValueError, match=r"cnn template needs image data shaped \[height, width, channels\]"):
+        templates.build_cnn(shape, 10)
+    with pytest.raises(ValueError, match="cnn template"):
+        templates.check("cnn", shape)
+
+
+def test_registry_and_unknown_template():
+    assert templates.BUILDERS["cnn"] is templates.build_cnn
+    templates.check("cnn", [8, 8, 1])
+    with pytest.raises(ValueError, match="unknown template 'lstm'"):
+        templates.check("lstm", [8, 8, 1])

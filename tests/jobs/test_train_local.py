@@ -1,0 +1,78 @@
+"""main_fun without Spark: one process, one TF node (no TF_CONFIG), both input modes.
+Runs in a subprocess so MultiWorkerMirroredStrategy starts with a fresh TensorFlow."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.jobs.digits import spec_dict
+
+REPO = Path(__file__).resolve().parents[2]
+
+CHILD = r"""
+import json, os, sys
+os.environ.pop("TF_CONFIG", None)
+from workers.jobs import data, train
+
+class Ctx:
+    executor_id, job_name, task_index = 0, "chief", 0
+    def get_data_feed(self, train_mode=True):
+        return self.feed
+
+class Feed:
+    def __init__(self, items):
+        self.items, self.terminated, self.sizes = list(items), False, []
+    def should_stop(self):
+        return self.terminated
+    def next_batch(self, n):
+        self.sizes.append(n)
+        out, self.items = self.items[:n], self.items[n:]
+        return out
+    def terminate(self):
+        self.terminated = True
+
+spec = json.load(open(sys.argv[1]))
+ctx = Ctx()
+if spec["input_mode"] == "spark":
+    x, y, _ = data.read_arrays(spec["dataset"]["train"], spec["dataset"]["shape"])
+    items = [(a.reshape(-1), int(b)) for a, b in zip(x, y)] * (spec["hyperparameters"]["epochs"] + 1)
+    ctx.feed = Feed(items)
+train.main_fun({"spec": spec}, ctx)
+feed = getattr(ctx, "feed", None)
+print("CHILD=" + json.dumps({"terminated": feed.terminated if feed else None,
+                             "sizes": sorted(set(feed.sizes)) if feed else None}))
+"""
+
+
+@pytest.mark.parametrize("mode", ["tensorflow", "spark"])
+def test_main_fun_trains_exports_and_reports(tmp_path, digits, sink, mode):
+    spec = spec_dict(
+        digits,
+        tmp_path / "art",
+        input_mode=mode,
+        hyperparameters={"epochs": 2, "batch_size": 32},
+        metrics={"url": sink.url, "token": "tok", "every_steps": 10},
+        bind_host=None,
+    )
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": str(REPO)}
+    env.pop("SPARKDECK_BIND_HOST", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert os.path.isfile(tmp_path / "art" / "model" / "model.keras")
+    stats = json.loads((tmp_path / "art" / "train_stats.json").read_text())
+    assert stats["steps_per_epoch"] == 45 and stats["workers"] == 1 and stats["per_replica_batch"] == 32
+    assert stats["history"]["accuracy"][-1] > 0.5
+    assert "TF_CONFIG: None" in proc.stderr and "devices: [PhysicalDevice" in proc.stderr
+    child = json.loads(proc.stdout.split("CHILD=")[1])
+    if mode == "spark":
+        assert child == {"terminated": True, "sizes": [32]}  # batches, and the feed was released
+    names = [p["name"] for p in sink.points("0")]
+    assert names.count("loss") == 9 and names.count("epoch_loss") == 2  # 90 steps, every 10
