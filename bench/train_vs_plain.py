@@ -66,6 +66,8 @@ def main() -> int:
     ap.add_argument("--input-mode", default="tensorflow", choices=["tensorflow", "spark"])
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
+    # SIGTERM/SIGINT unwind through `finally`, so the cluster, worker and web server are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     root = Path(tempfile.mkdtemp(prefix="sparkdeck-bench-"))
     web_port = free_port()

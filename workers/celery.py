@@ -4,7 +4,10 @@ import os
 
 from celery import Celery
 
+from workers import transport
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+transport.install()  # before any connection: the embedded broker must never see a half-written message
 
 app = Celery("sparkdeck")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -34,6 +34,11 @@ def test_cnn_layer_sizes_follow_the_classic_mnist_net():
     assert flatten.output_shape == (None, 7 * 7 * 64)
 
 
+def test_dense_units_come_from_the_hyperparameters():
+    hp = Hyperparameters(extra={"dense_units": 64})  # catalog values beyond the common four
+    assert templates.build_cnn([8, 8, 1], 10, hp).get_layer(index=-3).units == 64
+
+
 def test_tiny_images_skip_pooling_safely():
     assert len(pools(templates.build_cnn([1, 1, 3], 4))) == 0
     model = templates.build_cnn([1, 5, 1], 3)  # only the width can be halved

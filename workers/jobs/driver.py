@@ -138,13 +138,15 @@ def run(sc, spec: RunSpec) -> dict:
         "epochs": spec.hyperparameters.epochs,
         "batch_size": spec.hyperparameters.batch_size,
         **scores,
-        "train_seconds": round(train_seconds, 3),
+        "startup_seconds": round(t0 - _T0, 3),  # driver start -> SparkContext ready
+        "train_seconds": round(train_seconds, 3),  # TF cluster start -> model exported
         "fit_seconds": stats.get("fit_seconds"),
         "steps_per_epoch": stats.get("steps_per_epoch"),
         "inference_seconds": round(time.time() - t1, 3),
         "history": stats.get("history", {}),
         "model": model_file,
     }
+    result["total_seconds"] = round(time.time() - _T0, 3)  # the driver process, before Spark stops
     _write_json(os.path.join(spec.artifact_dir, "result.json"), result)
     return {k: v for k, v in result.items() if k != "history"}
 

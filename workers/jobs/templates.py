@@ -36,7 +36,7 @@ def _pool_size(h: int, w: int):
 
 
 def build_cnn(shape, num_classes: int, hp=None):
-    """conv5x5x32 -> pool -> conv5x5x64 -> pool -> dense 1024 -> dropout -> softmax."""
+    """conv5x5x32 -> pool -> conv5x5x64 -> pool -> dense (1024) -> dropout -> softmax."""
     h, w, c = require_image_shape(shape)
     keras = _keras()
     layers = keras.layers
@@ -50,7 +50,7 @@ def build_cnn(shape, num_classes: int, hp=None):
             x = layers.MaxPooling2D(pool, padding="same")(x)
             h, w = -(-h // pool[0]), -(-w // pool[1])
     x = layers.Flatten()(x)
-    x = layers.Dense(1024, activation="relu")(x)
+    x = layers.Dense(int(_hp(hp, "dense_units", 1024)), activation="relu")(x)
     x = layers.Dropout(float(_hp(hp, "dropout", 0.4)))(x)
     outputs = layers.Dense(int(num_classes), activation="softmax", name="probs")(x)
     model = keras.Model(inputs, outputs, name="cnn")
