@@ -155,6 +155,11 @@ class LocalCluster:
         return f"http://{HOST}:{self.webui_port}"
 
     @property
+    def work_dirs(self) -> list[Path]:
+        """Each worker's --work-dir: executor logs land in <dir>/<app id>/<executor id>/."""
+        return [self.state_dir / f"work-{i}" for i in range(1, self.workers + 1)]
+
+    @property
     def worker_ui_ports(self) -> list[int]:
         return [self.webui_port + 1 + i for i in range(self.workers)]
 
@@ -263,8 +268,8 @@ class LocalCluster:
             )
             # Workers that find no master back off for 5-15 s; start them once it listens.
             self._wait(lambda: port_open(self.master_port), deadline, "master to listen")
-            for i, ui_port in enumerate(self.worker_ui_ports, start=1):
-                work_dir = self.state_dir / f"work-{i}"
+            pairs = zip(self.work_dirs, self.worker_ui_ports, strict=True)
+            for i, (work_dir, ui_port) in enumerate(pairs, start=1):
                 work_dir.mkdir(exist_ok=True)
                 args = [self.master_url, "--host", HOST, "--cores", str(self.worker_cores)]
                 args += ["--memory", self.worker_memory, "--work-dir", str(work_dir)]

@@ -1,6 +1,7 @@
-"""The driver on a real Spark standalone cluster (opt-in: slow, needs a running cluster).
+"""The driver on a real Spark standalone cluster: both input modes, and a failing run.
 
-SPARKDECK_JOBS_MASTER=spark://127.0.0.1:7177 [SPARKDECK_JOBS_WORK_DIRS=/w1:/w2] pytest tests/jobs/test_cluster.py
+By default a loopback cluster (master + 2 workers) is started for this module. To use one that is
+already running: SPARKDECK_JOBS_MASTER=spark://127.0.0.1:7177 [SPARKDECK_JOBS_WORK_DIRS=/w1:/w2];
 WORK_DIRS (the workers' --work-dir) lets the test read executor stderr and check the TF cluster spec.
 """
 
@@ -8,6 +9,7 @@ import glob
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -18,21 +20,39 @@ import pytest
 from tests.jobs.digits import spec_dict
 from workers.jobs.package import build_jobs_zip
 
-MASTER = os.environ.get("SPARKDECK_JOBS_MASTER")
-pytestmark = [
-    pytest.mark.spark,
-    pytest.mark.skipif(not MASTER, reason="set SPARKDECK_JOBS_MASTER=spark://host:port to run"),
-]
+pytestmark = [pytest.mark.spark]
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
-def submit(tmp_path, spec: dict, timeout=600):
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """(master URL, worker work dirs): the given cluster, or a loopback one started here."""
+    if os.environ.get("SPARKDECK_JOBS_MASTER"):
+        dirs = [d for d in os.environ.get("SPARKDECK_JOBS_WORK_DIRS", "").split(":") if d]
+        yield os.environ["SPARKDECK_JOBS_MASTER"], dirs
+        return
+    from workers.localcluster import LocalCluster
+
+    state = tmp_path_factory.mktemp("jobs-cluster")
+    lc = LocalCluster(state, master_port=_free_port(), webui_port=_free_port(), worker_memory="3g")
+    lc.start(timeout=90)
+    yield lc.master_url, [str(d) for d in lc.work_dirs]
+    lc.stop()
+
+
+def submit(master, tmp_path, spec: dict, timeout=600):
     zip_path = build_jobs_zip(str(tmp_path / "jobs.zip"))
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
     argv = [
-        str(VENV_BIN / "spark-submit"), "--master", MASTER, "--deploy-mode", "client",
+        str(VENV_BIN / "spark-submit"), "--master", master, "--deploy-mode", "client",
         "--conf", "spark.cores.max=2", "--executor-cores", "1", "--executor-memory", "2g",
         "--conf", "spark.task.cpus=1", "--conf", "spark.dynamicAllocation.enabled=false",
         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1",
@@ -59,10 +79,11 @@ def stdout_value(out: str, key: str):
 
 
 @pytest.mark.parametrize("mode", ["tensorflow", "spark"])
-def test_trains_on_the_cluster(tmp_path, digits, sink, mode):
+def test_trains_on_the_cluster(cluster, tmp_path, digits, sink, mode):
+    master, work_dirs = cluster
     spec = spec_dict(digits, tmp_path / "art", input_mode=mode, hyperparameters={"epochs": 5},
                      metrics={"url": sink.url, "token": "tok", "every_steps": 5})  # fmt: skip
-    proc, wall = submit(tmp_path, spec)
+    proc, wall = submit(master, tmp_path, spec)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     app_id = stdout_value(proc.stdout, "SPARKDECK_APP_ID")
     assert app_id and stdout_value(proc.stdout, "SPARKDECK_UI_URL").startswith("http://127.0.0.1:")
@@ -70,7 +91,6 @@ def test_trains_on_the_cluster(tmp_path, digits, sink, mode):
     assert result["test_accuracy"] >= 0.9 and result["test_rows"] == 360 and result["input_mode"] == mode
     assert (tmp_path / "art" / "predictions" / "predictions.csv").is_file()
     assert {p for _, _, b in sink.requests for p in [b["executor"]]} == {"0", "1"}
-    work_dirs = [d for d in os.environ.get("SPARKDECK_JOBS_WORK_DIRS", "").split(":") if d]
     if work_dirs:
         stderr = "".join(Path(p).read_text() for d in work_dirs for p in glob.glob(f"{d}/{app_id}/*/stderr"))
         configs = re.findall(r"\[sparkdeck\] TF_CONFIG: (\{.*\})", stderr)
@@ -81,10 +101,10 @@ def test_trains_on_the_cluster(tmp_path, digits, sink, mode):
     print(f"{mode}: wall {wall:.1f} s, result {result}")
 
 
-def test_a_failing_map_function_fails_the_run_quickly(tmp_path, digits):
+def test_a_failing_map_function_fails_the_run_quickly(cluster, tmp_path, digits):
     spec = spec_dict(digits, tmp_path / "art", timeouts={"reservation": 60, "feed": 60, "shutdown": 30})
     spec["dataset"]["shape"] = [4, 4, 1]  # an image shape, but the rows hold 64 values
-    proc, wall = submit(tmp_path, spec, timeout=300)
+    proc, wall = submit(cluster[0], tmp_path, spec, timeout=300)
     assert proc.returncode != 0
     assert proc.stdout.strip().splitlines()[-1].startswith("SPARKDECK_ERROR=ValueError: ")
     assert "needs 16" in stdout_value(proc.stdout, "SPARKDECK_ERROR")
