@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,11 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from workers.localcluster import free_port  # noqa: E402
 
 
 def make_dataset(path: Path, upscale: int, copies: int, seed: int = 0) -> None:
@@ -91,10 +86,10 @@ def main() -> int:
     from webapp.datasets.services import create_dataset
     from webapp.runs.models import Run
     from webapp.runs.services import create_run
+    from workers.commands import celery_worker_argv, web_argv
     from workers.localcluster import LocalCluster
 
     call_command("migrate", verbosity=0)
-    bin_dir = Path(sys.executable).parent
     env = dict(os.environ)
     t = time.time()
     cluster = LocalCluster(root / "spark", master_port=free_port(), webui_port=free_port(), worker_memory="4g")
@@ -102,41 +97,8 @@ def main() -> int:
     try:
         cluster.start(timeout=120)
         cluster_start = time.time() - t
-        procs.append(
-            spawn(
-                [
-                    str(bin_dir / "gunicorn"),
-                    "webapp.wsgi",
-                    "-b",
-                    f"127.0.0.1:{web_port}",
-                    "--workers",
-                    "1",
-                    "--threads",
-                    "8",
-                ],
-                root / "web.log",
-                env,
-            )
-        )
-        procs.append(
-            spawn(
-                [
-                    str(bin_dir / "celery"),
-                    "-A",
-                    "workers.celery",
-                    "worker",
-                    "-B",
-                    "-c",
-                    "2",
-                    "-l",
-                    "info",
-                    "-s",
-                    str(root / "beat"),
-                ],
-                root / "worker.log",
-                env,
-            )
-        )
+        procs.append(spawn(web_argv(web_port, workers=1), root / "web.log", env))
+        procs.append(spawn(celery_worker_argv(root / "beat"), root / "worker.log", env))
         while b"ready." not in (root / "worker.log").read_bytes():
             time.sleep(0.3)
 

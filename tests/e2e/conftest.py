@@ -3,24 +3,17 @@ pyspark's own jars on 127.0.0.1), a Celery worker process on Redis, PostgreSQL, 
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import redis
 
-from workers.localcluster import LocalCluster
+from workers.commands import celery_worker_argv
+from workers.localcluster import LocalCluster, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -74,19 +67,7 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, e2e_root):
         "PYTHONUNBUFFERED": "1",
     }
     log = open(e2e_root / "celery-worker.log", "wb")
-    argv = [
-        str(Path(sys.executable).parent / "celery"),
-        "-A",
-        "workers.celery",
-        "worker",
-        "-B",
-        "-l",
-        "info",
-        "-c",
-        "2",
-        "-s",
-        str(e2e_root / "celerybeat-schedule"),
-    ]
+    argv = celery_worker_argv(e2e_root / "celerybeat-schedule")
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 60
     while b"ready." not in (e2e_root / "celery-worker.log").read_bytes():

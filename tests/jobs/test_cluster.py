@@ -9,7 +9,6 @@ import glob
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,12 +24,6 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """(master URL, worker work dirs): the given cluster, or a loopback one started here."""
@@ -38,10 +31,10 @@ def cluster(tmp_path_factory):
         dirs = [d for d in os.environ.get("SPARKDECK_JOBS_WORK_DIRS", "").split(":") if d]
         yield os.environ["SPARKDECK_JOBS_MASTER"], dirs
         return
-    from workers.localcluster import LocalCluster
+    from workers.localcluster import LocalCluster, free_port
 
     state = tmp_path_factory.mktemp("jobs-cluster")
-    lc = LocalCluster(state, master_port=_free_port(), webui_port=_free_port(), worker_memory="3g")
+    lc = LocalCluster(state, master_port=free_port(), webui_port=free_port(), worker_memory="3g")
     lc.start(timeout=90)
     yield lc.master_url, [str(d) for d in lc.work_dirs]
     lc.stop()

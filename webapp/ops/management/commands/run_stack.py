@@ -6,13 +6,13 @@ Everything started here is stopped on Ctrl-C / SIGTERM (or `make stop`), nothing
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from workers.commands import celery_worker_argv, web_argv
 from workers.localcluster import ClusterError, LocalCluster, stop_groups
 
 
@@ -56,47 +56,11 @@ class Command(BaseCommand):
                 cluster.start(timeout=90)
             except ClusterError as exc:
                 raise CommandError(str(exc)) from None
-            bin_dir = Path(sys.executable).parent
             logs = settings.VAR_DIR / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             env = {**os.environ, "SPARKDECK_PUBLIC_URL": f"http://127.0.0.1:{port}"}
-            children.append(
-                self._spawn(
-                    [
-                        str(bin_dir / "celery"),
-                        "-A",
-                        "workers.celery",
-                        "worker",
-                        "-B",
-                        "-l",
-                        "info",
-                        "-c",
-                        "2",
-                        "-s",
-                        str(run_dir / "celerybeat-schedule"),
-                    ],
-                    logs / "worker.log",
-                    env,
-                )
-            )
-            children.append(
-                self._spawn(
-                    [
-                        str(bin_dir / "gunicorn"),
-                        "webapp.wsgi",
-                        "-b",
-                        f"127.0.0.1:{port}",
-                        "--workers",
-                        "2",
-                        "--threads",
-                        "4",
-                        "--timeout",
-                        "300",
-                    ],
-                    logs / "web.log",
-                    env,
-                )
-            )
+            children.append(self._spawn(celery_worker_argv(run_dir / "celerybeat-schedule"), logs / "worker.log", env))
+            children.append(self._spawn(web_argv(port), logs / "web.log", env))
             self.stdout.write(
                 self.style.SUCCESS(
                     f"\nSparkdeck is running: http://127.0.0.1:{port}/\n"
