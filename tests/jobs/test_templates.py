@@ -57,5 +57,22 @@ def test_non_image_shapes_are_refused(shape):
 def test_registry_and_unknown_template():
     assert templates.BUILDERS["cnn"] is templates.build_cnn
     templates.check("cnn", [8, 8, 1])
-    with pytest.raises(ValueError, match="unknown template 'lstm'"):
-        templates.check("lstm", [8, 8, 1])
+    with pytest.raises(ValueError, match="unknown template 'gan'"):
+        templates.check("gan", [8, 8, 1])
+
+
+def test_lstm_reads_image_rows_as_time_steps():
+    model = templates.build("lstm", [8, 8, 1], 10, {"hidden_units": 16, "layers": 2, "dropout": 0.1})
+    lstms = [layer for layer in model.layers if "lstm" in layer.name]
+    assert [lstm.units for lstm in lstms] == [16, 16]
+    assert lstms[0].input_shape == (None, 8, 8)  # 8 steps of 8 inputs
+    assert lstms[0].return_sequences and not lstms[1].return_sequences
+    probs = model.predict(np.zeros((3, 8, 8, 1), np.float32), verbose=0)
+    assert probs.shape == (3, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [[64], [8, 8]])
+def test_lstm_refuses_shapes_without_steps_and_inputs(shape):
+    with pytest.raises(ValueError, match="lstm template needs"):
+        templates.check("lstm", shape)

@@ -54,11 +54,14 @@ class Template:
         return values, errors
 
 
-COMMON = (
-    Param("epochs", int, 3, 1, 500, "Passes over the training split."),
-    Param("batch_size", int, 32, 1, 4096, "Examples per step on each executor."),
-    Param("learning_rate", float, 0.001, 1e-6, 1.0, "Adam learning rate."),
-)
+def common(epochs=3, learning_rate=0.001):
+    """The knobs every template has; defaults differ per template."""
+    return (
+        Param("epochs", int, epochs, 1, 500, "Passes over the training split."),
+        Param("batch_size", int, 32, 1, 4096, "Global batch: split evenly over the executors."),
+        Param("learning_rate", float, learning_rate, 1e-6, 1.0, "Adam learning rate."),
+    )
+
 
 TEMPLATES = {
     "cnn": Template(
@@ -67,10 +70,23 @@ TEMPLATES = {
         description="conv 5×5×32 → pool 2 → conv 5×5×64 → pool 2 → dense → dropout → softmax, "
         "adapted to the image size.",
         needs_image=True,
-        params=COMMON
+        params=common()
         + (
             Param("dense_units", int, 1024, 8, 8192, "Units in the dense layer."),
             Param("dropout", float, 0.4, 0.0, 0.9, "Dropout rate before the output layer."),
+        ),
+    ),
+    "lstm": Template(
+        key="lstm",
+        label="LSTM",
+        description="Each image row is one time step (8 steps × 8 inputs for digits, 28 × 28 for MNIST) → "
+        "stacked LSTM → dropout → softmax.",
+        needs_image=True,
+        params=common(epochs=10, learning_rate=0.005)
+        + (
+            Param("hidden_units", int, 128, 4, 2048, "Units in each LSTM layer."),
+            Param("layers", int, 1, 1, 4, "Stacked LSTM layers."),
+            Param("dropout", float, 0.2, 0.0, 0.9, "Dropout rate before the output layer."),
         ),
     ),
 }

@@ -62,8 +62,38 @@ def build_cnn(shape, num_classes: int, hp=None):
     return model
 
 
-BUILDERS = {"cnn": build_cnn}
-_CHECKS = {"cnn": require_image_shape}
+def require_sequence_shape(shape) -> tuple:
+    """[steps, width, channels]: each image row is one time step of width × channels inputs."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"the lstm template needs data shaped [steps, width, channels], got {list(shape)}")
+    return shape
+
+
+def build_lstm(shape, num_classes: int, hp=None):
+    """Rows as time steps (the seed recipe: 28 steps × 28 inputs for MNIST, 8 × 8 for digits)."""
+    steps, width, channels = require_sequence_shape(shape)
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(shape=(steps, width, channels), name="features")
+    x = layers.Reshape((steps, width * channels))(inputs)
+    depth = int(_hp(hp, "layers", 1))
+    units = int(_hp(hp, "hidden_units", 128))
+    for i in range(depth):
+        x = layers.LSTM(units, return_sequences=i < depth - 1)(x)
+    x = layers.Dropout(float(_hp(hp, "dropout", 0.2)))(x)
+    outputs = layers.Dense(int(num_classes), activation="softmax", name="probs")(x)
+    model = keras.Model(inputs, outputs, name="lstm")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=float(_hp(hp, "learning_rate", 0.005))),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+BUILDERS = {"cnn": build_cnn, "lstm": build_lstm}
+_CHECKS = {"cnn": require_image_shape, "lstm": require_sequence_shape}
 
 
 def check(template: str, shape) -> None:
