@@ -108,3 +108,16 @@ def test_cancel_a_queued_run_at_once_and_not_another_teams(client_a, client_b, a
     client_a.post(reverse("run_cancel", args=[run.pk]))
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED and "alice" in run.status_reason
+
+
+@pytest.mark.django_db
+def test_submit_task_is_idempotent(alice, digits_dataset, cluster):
+    from webapp.runs import lifecycle
+
+    lifecycle.submit(987654321)  # a run deleted before its task ran: nothing to do, no error
+    run = Run.objects.create(team=alice[1], dataset=digits_dataset, template="cnn", cluster=cluster)
+    run.transition(Run.Status.CANCELLED)
+    lifecycle.submit(run.pk)  # terminal: left alone, nothing launched
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED and run.backend_handle == {}
+    assert not run.run_dir.exists()

@@ -2,6 +2,7 @@
 
 import os
 import threading
+import uuid
 
 from kombu import Connection
 
@@ -11,7 +12,16 @@ from workers import transport
 def options(tmp_path):
     q = tmp_path / "q"
     q.mkdir()
-    return {"data_folder_in": str(q), "data_folder_out": str(q), "store_processed": False}
+    (tmp_path / "control").mkdir()  # kombu does not create it; without it bindings are lost
+    # control_folder too: kombu's default is ./control, i.e. wherever the tests run.
+    return {"data_folder_in": str(q), "data_folder_out": str(q), "store_processed": False,
+            "control_folder": str(tmp_path / "control")}  # fmt: skip
+
+
+def fresh_queue_name():
+    # kombu caches declared exchanges per process (class-level state): a name reused with a
+    # new control folder would never get its binding written there.
+    return f"t-{uuid.uuid4().hex[:8]}"
 
 
 def test_no_visible_message_file_before_it_is_complete(tmp_path, monkeypatch):
@@ -28,7 +38,7 @@ def test_no_visible_message_file_before_it_is_complete(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", spy)
     with Connection("filesystem://", transport_options=options(tmp_path)) as conn:
         assert isinstance(conn.transport, transport.AtomicFilesystemTransport)
-        q = conn.SimpleQueue("t")
+        q = conn.SimpleQueue(fresh_queue_name())
         q.put({"n": 1})
         q.close()
     assert seen == [[]]
@@ -38,10 +48,11 @@ def test_concurrent_producer_and_polling_consumer_lose_and_break_nothing(tmp_pat
     transport.install()
     opts = options(tmp_path)
     n = 300
+    name = fresh_queue_name()
 
     def produce():
         with Connection("filesystem://", transport_options=opts) as conn:
-            q = conn.SimpleQueue("t")
+            q = conn.SimpleQueue(name)
             for i in range(n):
                 q.put({"i": i, "pad": "x" * 5000})
             q.close()
@@ -49,7 +60,7 @@ def test_concurrent_producer_and_polling_consumer_lose_and_break_nothing(tmp_pat
     producer = threading.Thread(target=produce)
     got = []
     with Connection("filesystem://", transport_options=opts) as conn:
-        q = conn.SimpleQueue("t")
+        q = conn.SimpleQueue(name)
         producer.start()
         while len(got) < n:
             msg = q.get(timeout=10)  # raises on a malformed message, as the worker would

@@ -88,9 +88,9 @@ def submit_request(run: Run, spec_path: Path, zip_path: Path):
 
 
 def submit(run_id: int) -> None:
-    run = Run.objects.select_related("cluster", "dataset").get(pk=run_id)
-    if run.status != Status.QUEUED:
-        return  # idempotent: already claimed or finished
+    run = Run.objects.select_related("cluster", "dataset").filter(pk=run_id).first()
+    if run is None or run.status != Status.QUEUED:
+        return  # idempotent: deleted, already claimed or finished
     try:
         run.transition(Status.SUBMITTED)  # claim first, so a duplicate task cannot launch twice
     except StaleStatus:

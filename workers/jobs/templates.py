@@ -22,6 +22,22 @@ def _hp(hp, name, default):
     return default if hp is None else hp.get(name, default)
 
 
+def _classify(keras, inputs, x, num_classes: int, hp, *, name: str, dropout: float, learning_rate: float):
+    """The tail every template shares: dropout → softmax over the classes, compiled with Adam.
+
+    The defaults are the template's own; the run's hyperparameters override them.
+    """
+    x = keras.layers.Dropout(float(_hp(hp, "dropout", dropout)))(x)
+    outputs = keras.layers.Dense(int(num_classes), activation="softmax", name="probs")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=float(_hp(hp, "learning_rate", learning_rate))),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
 def require_image_shape(shape) -> tuple:
     shape = tuple(int(d) for d in shape)
     if len(shape) != 3 or min(shape) < 1:
@@ -51,15 +67,7 @@ def build_cnn(shape, num_classes: int, hp=None):
             h, w = -(-h // pool[0]), -(-w // pool[1])
     x = layers.Flatten()(x)
     x = layers.Dense(int(_hp(hp, "dense_units", 1024)), activation="relu")(x)
-    x = layers.Dropout(float(_hp(hp, "dropout", 0.4)))(x)
-    outputs = layers.Dense(int(num_classes), activation="softmax", name="probs")(x)
-    model = keras.Model(inputs, outputs, name="cnn")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=float(_hp(hp, "learning_rate", 0.001))),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+    return _classify(keras, inputs, x, num_classes, hp, name="cnn", dropout=0.4, learning_rate=0.001)
 
 
 def require_sequence_shape(shape) -> tuple:
@@ -81,15 +89,7 @@ def build_lstm(shape, num_classes: int, hp=None):
     units = int(_hp(hp, "hidden_units", 128))
     for i in range(depth):
         x = layers.LSTM(units, return_sequences=i < depth - 1)(x)
-    x = layers.Dropout(float(_hp(hp, "dropout", 0.2)))(x)
-    outputs = layers.Dense(int(num_classes), activation="softmax", name="probs")(x)
-    model = keras.Model(inputs, outputs, name="lstm")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=float(_hp(hp, "learning_rate", 0.005))),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+    return _classify(keras, inputs, x, num_classes, hp, name="lstm", dropout=0.2, learning_rate=0.005)
 
 
 BUILDERS = {"cnn": build_cnn, "lstm": build_lstm}
