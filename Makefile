@@ -53,6 +53,7 @@ format:
 
 bench: install
 	DJANGO_SECRET_KEY=bench SPARKDECK_VAR_DIR="$(CURDIR)/var/bench" $(PY) bench/train_vs_plain.py
+	DJANGO_SECRET_KEY=bench SPARKDECK_VAR_DIR="$(CURDIR)/var/bench" $(PY) bench/accuracy.py
 
 clean:
 	rm -rf var/test var/bench staticfiles

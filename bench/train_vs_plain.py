@@ -11,20 +11,13 @@ on the same Parquet files with the same hyperparameters. Prints both times and t
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from workers.localcluster import free_port  # noqa: E402
+from stack import REPO, EmbeddedStack
 
 
 def make_dataset(path: Path, upscale: int, copies: int, seed: int = 0) -> None:
@@ -46,12 +39,6 @@ def make_dataset(path: Path, upscale: int, copies: int, seed: int = 0) -> None:
     np.savez(path, x=np.concatenate(xs), y=np.concatenate(ys))
 
 
-def spawn(argv, log, env):
-    return subprocess.Popen(
-        argv, cwd=REPO, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=5)
@@ -61,98 +48,27 @@ def main() -> int:
     ap.add_argument("--input-mode", default="tensorflow", choices=["tensorflow", "spark"])
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
-    # SIGTERM/SIGINT unwind through `finally`, so the cluster, worker and web server are stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    root = Path(tempfile.mkdtemp(prefix="sparkdeck-bench-"))
-    web_port = free_port()
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="webapp.settings",
-        DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY", "bench-only"),
-        SPARKDECK_VAR_DIR=str(root / "var"),
-        SPARKDECK_PUBLIC_URL=f"http://127.0.0.1:{web_port}",
-        SPARKDECK_RECONCILE_SECONDS="0.5",
-    )
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("CELERY_BROKER_URL", None)
-    import django
-
-    django.setup()
-    from django.core.files.uploadedfile import SimpleUploadedFile
-    from django.core.management import call_command
-
-    from webapp.accounts.models import Membership, Team
-    from webapp.clusters.models import Cluster
-    from webapp.datasets.services import create_dataset
-    from webapp.runs.models import Run
-    from webapp.runs.services import create_run
-    from workers.commands import celery_worker_argv, web_argv
-    from workers.localcluster import LocalCluster
-
-    call_command("migrate", verbosity=0)
-    env = dict(os.environ)
-    t = time.time()
-    cluster = LocalCluster(root / "spark", master_port=free_port(), webui_port=free_port(), worker_memory="4g")
-    procs = []
-    try:
-        cluster.start(timeout=120)
-        cluster_start = time.time() - t
-        procs.append(spawn(web_argv(web_port, workers=1), root / "web.log", env))
-        procs.append(spawn(celery_worker_argv(root / "beat"), root / "worker.log", env))
-        while b"ready." not in (root / "worker.log").read_bytes():
-            time.sleep(0.3)
-
-        from django.contrib.auth import get_user_model
-
-        user = get_user_model().objects.create_user("bench", password="bench-only")
-        team = Team.objects.create(name="bench", slug="bench")
-        Membership.objects.create(team=team, user=user)
-        c = Cluster.objects.create(
-            name="bench",
-            master_url=cluster.master_url,
-            rest_url=cluster.rest_url,
-            bind_host="127.0.0.1",
-            max_executors=2,
-            max_executor_memory_mb=3072,
-        )
-        npz = root / "bench.npz"
+    with EmbeddedStack(keep=args.keep) as stack:
+        npz = stack.root / "bench.npz"
         make_dataset(npz, args.upscale, args.copies)
-        ds = create_dataset(
-            team=team, user=user, name="bench", upload=SimpleUploadedFile("bench.npz", npz.read_bytes())
-        )
+        ds = stack.dataset("bench", npz)
         hp = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": 0.002}
-
-        t0 = time.time()
-        run = create_run(
-            team=team,
-            user=user,
-            dataset=ds,
-            template="cnn",
-            hyperparameters=hp,
-            cluster=c,
-            num_executors=2,
-            executor_cores=1,
-            executor_memory_mb=3072,
-            input_mode=args.input_mode,
-        )
-        while not Run.objects.get(pk=run.pk).is_terminal:
-            time.sleep(0.2)
-        app_wall = time.time() - t0
-        run.refresh_from_db()
-        if run.status != Run.Status.SUCCEEDED:
+        run, app_wall = stack.run(ds, "cnn", hp, input_mode=args.input_mode)
+        if run.status != run.Status.SUCCEEDED:
             print(f"run FAILED: {run.status_reason}\n{run.status_detail}")
             return 1
         res = run.result
 
         from webapp.runs.lifecycle import build_spec
 
-        spec_path = root / "plain-spec.json"
+        spec_path = stack.root / "plain-spec.json"
         spec_path.write_text(json.dumps(build_spec(run)))
         t1 = time.time()
         out = subprocess.run(
             [sys.executable, "-m", "workers.jobs.plain_baseline", "--spec", str(spec_path)],
             cwd=REPO,
-            env={**env, "TF_USE_LEGACY_KERAS": "1"},
+            env={**stack.env, "TF_USE_LEGACY_KERAS": "1"},
             capture_output=True,
             text=True,
             check=True,
@@ -167,7 +83,7 @@ def main() -> int:
             f"dataset: {ds.train_rows} train / {ds.test_rows} test rows, shape {ds.shape}; "
             f"epochs {args.epochs}, batch {args.batch_size}, input mode {args.input_mode}"
         )
-        print(f"cluster start (not counted, long-lived):  {cluster_start:6.1f} s")
+        print(f"cluster start (not counted, long-lived):  {stack.cluster_start_seconds:6.1f} s")
         print(
             f"plain TF process (import+fit+predict):    {plain_wall:6.1f} s   fit {plain['fit_seconds']:.1f} s, "
             f"accuracy {plain['test_accuracy']:.4f}"
@@ -183,20 +99,6 @@ def main() -> int:
         if "fit_seconds" in res:
             print(f"RATIO fit (TFoS fit / plain fit) = {res['fit_seconds'] / plain['fit_seconds']:.2f}")
         return 0
-    finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-                p.wait(20)
-            except (OSError, subprocess.TimeoutExpired):
-                os.killpg(p.pid, signal.SIGKILL)
-        cluster.stop()
-        if not args.keep:
-            import shutil
-
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"kept {root}")
 
 
 if __name__ == "__main__":

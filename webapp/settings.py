@@ -22,6 +22,8 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 VAR_DIR = Path(env.str("SPARKDECK_VAR_DIR", default=str(BASE_DIR / "var")))
 DATA_ROOT = Path(env.str("SPARKDECK_DATA_ROOT", default=str(VAR_DIR / "data")))
 ARTIFACT_ROOT = Path(env.str("SPARKDECK_ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))
+# Pretrained weights for the transfer-learning template (nothing is downloaded at run time).
+WEIGHTS_DIR = Path(env.str("SPARKDECK_WEIGHTS_DIR", default=str(VAR_DIR / "weights")))
 # Where executors POST metrics; must be reachable from the Spark executors.
 PUBLIC_URL = env.str("SPARKDECK_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 # Python that runs the driver and the executors (the project's venv by default).
@@ -41,6 +43,7 @@ INSTALLED_APPS = [
     "webapp.clusters",
     "webapp.catalog",
     "webapp.datasets",
+    "webapp.modelfiles",
     "webapp.runs",
     "webapp.ops",
 ]

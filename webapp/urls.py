@@ -4,7 +4,9 @@ from django.http import HttpResponse
 from django.urls import path
 
 from webapp.accounts import views as account_views
+from webapp.catalog import views as catalog_views
 from webapp.datasets import views as dataset_views
+from webapp.modelfiles import views as modelfile_views
 from webapp.runs import views as run_views
 
 urlpatterns = [
@@ -18,6 +20,11 @@ urlpatterns = [
     path("datasets/upload/", dataset_views.dataset_upload, name="dataset_upload"),
     path("datasets/<int:pk>/", dataset_views.dataset_detail, name="dataset_detail"),
     path("datasets/<int:pk>/download/", dataset_views.dataset_download, name="dataset_download"),
+    path("models/", modelfile_views.model_list, name="modelfile_list"),
+    path("models/upload/", modelfile_views.model_upload, name="modelfile_upload"),
+    path("models/<int:pk>/", modelfile_views.model_detail, name="modelfile_detail"),
+    path("models/<int:pk>/download/", modelfile_views.model_download, name="modelfile_download"),
+    path("catalog/templates.json", catalog_views.templates_json, name="catalog_templates"),
     path("runs/new/", run_views.run_new, name="run_new"),
     path("runs/<int:pk>/", run_views.run_detail, name="run_detail"),
     path("runs/<int:pk>/cancel/", run_views.run_cancel, name="run_cancel"),
@@ -26,6 +33,6 @@ urlpatterns = [
     path("runs/<int:pk>/logs/<str:source>/<str:stream>/", run_views.run_log, name="run_log"),
     path("runs/<int:pk>/predictions/", run_views.run_predictions, name="run_predictions"),
     path("runs/<int:pk>/predictions.csv", run_views.run_predictions_csv, name="run_predictions_csv"),
-    path("runs/<int:pk>/model.keras", run_views.run_model, name="run_model"),
+    path("runs/<int:pk>/model/", run_views.run_model, name="run_model"),
     path("ingest/runs/<int:pk>/metrics", run_views.ingest_metrics, name="ingest_metrics"),
 ]

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from django.test import Client
 
+from webapp.clusters.models import Cluster
 from workers.commands import celery_worker_argv
 from workers.localcluster import LocalCluster, free_port
 
@@ -82,3 +84,27 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, e2e_root):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.fixture
+def loopback_cluster(spark_cluster):
+    return Cluster.objects.create(
+        name="e2e-loopback",
+        master_url=spark_cluster.master_url,
+        rest_url=spark_cluster.rest_url,
+        bind_host="127.0.0.1",
+        max_executors=2,
+        max_executor_cores=1,
+        max_executor_memory_mb=2048,
+        reservation_timeout_s=90,
+        feed_timeout_s=90,
+        shutdown_timeout_s=60,
+    )
+
+
+@pytest.fixture
+def owner(alice):
+    """A browser session of alice (team A, member)."""
+    c = Client()
+    c.force_login(alice[0])
+    return c

@@ -4,67 +4,18 @@ Runs through PostgreSQL, a Celery worker process on Redis, a real 2-worker Spark
 cluster and the live server that the executors post metrics to.
 """
 
-import time
-
 import pyarrow.parquet as pq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from tests.e2e.runs import submit, wait_terminal
 from webapp.clusters.models import Cluster
 from webapp.datasets.models import Dataset
 from webapp.runs.models import MetricPoint, Run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.django_db(transaction=True)]
-
-
-def wait_terminal(run_id, timeout, worker):
-    deadline = time.time() + timeout
-    seen = []
-    while time.time() < deadline:
-        run = Run.objects.get(pk=run_id)
-        if not seen or seen[-1] != run.status:
-            seen.append(run.status)
-        if run.is_terminal:
-            return run, seen
-        time.sleep(1)
-    pytest.fail(f"run {run_id} still {seen} after {timeout}s; worker log:\n{worker.log_path.read_text()[-4000:]}")
-
-
-@pytest.fixture
-def loopback_cluster(spark_cluster):
-    return Cluster.objects.create(
-        name="e2e-loopback",
-        master_url=spark_cluster.master_url,
-        rest_url=spark_cluster.rest_url,
-        bind_host="127.0.0.1",
-        max_executors=2,
-        max_executor_cores=1,
-        max_executor_memory_mb=2048,
-        reservation_timeout_s=90,
-        feed_timeout_s=90,
-        shutdown_timeout_s=60,
-    )
-
-
-def submit(client, dataset, cluster, **hp):
-    data = {
-        "dataset": dataset.pk,
-        "template": "cnn",
-        "input_mode": "tensorflow",
-        "cluster": cluster.pk,
-        "num_executors": 2,
-        "executor_cores": 1,
-        "executor_memory_mb": 1536,
-        "hp_cnn_epochs": "5",
-        "hp_cnn_batch_size": "32",
-        "hp_cnn_learning_rate": "0.002",
-    }
-    data.update(hp)
-    resp = client.post(reverse("run_new"), data)
-    assert resp.status_code == 302, resp.content.decode()[:2000]
-    return Run.objects.latest("id")
 
 
 def test_cnn_trains_end_to_end(alice, bob, digits_npz, loopback_cluster, celery_worker):

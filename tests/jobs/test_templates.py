@@ -72,7 +72,42 @@ def test_lstm_reads_image_rows_as_time_steps():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.parametrize("shape", [[64], [8, 8]])
+@pytest.mark.parametrize("shape", [[64], [2, 2, 2, 2]])
 def test_lstm_refuses_shapes_without_steps_and_inputs(shape):
     with pytest.raises(ValueError, match="lstm template needs"):
         templates.check("lstm", shape)
+
+
+def test_lstm_takes_sequence_datasets_as_steps_by_features():
+    model = templates.build("lstm", [30, 3], 4, {"hidden_units": 8})
+    lstm = [layer for layer in model.layers if "lstm" in layer.name][0]
+    assert lstm.input_shape == (None, 30, 3)
+    assert model.predict(np.zeros((2, 30, 3), np.float32), verbose=0).shape == (2, 4)
+
+
+def test_cnn_filters_kernel_and_optimizer_come_from_the_hyperparameters():
+    model = templates.build_cnn([8, 8, 1], 10, {"filters": 8, "kernel_size": 3, "optimizer": "sgd"})
+    convs = [layer for layer in model.layers if "conv" in layer.name]
+    assert [c.filters for c in convs] == [8, 16]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert type(model.optimizer).__name__ == "SGD"
+    assert float(model.optimizer.momentum) == pytest.approx(0.9)
+    rms = templates.build_cnn([8, 8, 1], 10, {"optimizer": "rmsprop", "learning_rate": 0.01})
+    assert type(rms.optimizer).__name__ == "RMSprop"
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        templates.build_cnn([8, 8, 1], 10, {"optimizer": "lbfgs"})
+
+
+def test_dense_head_on_feature_vectors():
+    plain = templates.build("dense_head", [20], 5, {"dense_units": 0, "dropout": 0.0})
+    assert [type(layer).__name__ for layer in plain.layers] == ["InputLayer", "BatchNormalization", "Dense"]
+    hidden = templates.build("dense_head", [20], 5, {"dense_units": 12, "dropout": 0.5})
+    assert [layer.units for layer in hidden.layers if hasattr(layer, "units")] == [12, 5]
+    with pytest.raises(ValueError, match="feature vectors"):
+        templates.check("dense_head", [4, 5])
+
+
+def test_featurizer_pipeline_needs_image_data():
+    templates.check("featurizer", [8, 8, 1])
+    with pytest.raises(ValueError, match="image data"):
+        templates.check("featurizer", [30, 2])

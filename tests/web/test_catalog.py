@@ -7,10 +7,47 @@ from workers.jobs import templates as job_templates
 def test_every_catalogue_template_has_a_job_builder_that_takes_its_defaults():
     for key, tmpl in TEMPLATES.items():
         values, errors = tmpl.validate({})
-        assert not errors
         job_templates.check(key, [8, 8, 1])
+        if tmpl.ref_params:  # builds on a model the user picks: nothing to default to
+            assert set(errors) == {p.name for p in tmpl.ref_params}
+            continue
+        assert not errors
         model = job_templates.build(key, [8, 8, 1], 10, values)
         assert model.output_shape == (None, 10)
+
+
+def test_choice_and_reference_parameters():
+    feat = get_template("featurizer")
+    values, errors = feat.validate({"base": "run:12", "head": "dense", "input_size": "32"})
+    assert not errors and values["base"] == "run:12" and values["head"] == "dense" and values["input_size"] == 32
+    _, errors = feat.validate({"base": "run:../../etc", "head": "svm"})
+    assert set(errors) == {"base", "head"}
+    _, errors = get_template("imported").validate({"model": "app:MobileNetV2"})
+    assert errors["model"] == "must be an uploaded model file"
+    _, errors = get_template("cnn").validate({"optimizer": "lbfgs", "epochs": True, "learning_rate": "nan"})
+    assert set(errors) == {"optimizer", "epochs", "learning_rate"}
+
+
+def test_schema_json_lists_every_parameter():
+    from webapp.catalog.registry import schema
+
+    by_key = {t["key"]: t for t in schema()}
+    assert set(by_key) == set(TEMPLATES)
+    cnn = {p["name"]: p for p in by_key["cnn"]["params"]}
+    assert {
+        "filters",
+        "kernel_size",
+        "dense_units",
+        "dropout",
+        "optimizer",
+        "learning_rate",
+        "epochs",
+        "batch_size",
+        "steps_per_epoch",
+    } <= set(cnn)
+    assert cnn["optimizer"]["kind"] == "choice" and cnn["optimizer"]["choices"] == ["adam", "sgd", "rmsprop"]
+    assert cnn["epochs"]["min"] == 1 and cnn["epochs"]["default"] == 3
+    assert by_key["lstm"]["layouts"] == ["image", "sequence"]
 
 
 def test_schema_parses_and_bounds_values():

@@ -38,6 +38,10 @@ def test_valid_run_is_saved_queued_and_dispatched_on_commit(
         "learning_rate": 0.002,
         "dense_units": 1024,
         "dropout": 0.4,
+        "filters": 32,
+        "kernel_size": 5,
+        "optimizer": "adam",
+        "steps_per_epoch": 0,
     }
     assert len(callbacks) == 1  # submit_run.delay, only after the row is committed
 

@@ -12,12 +12,17 @@ class Dataset(models.Model):
         READY = "READY", "Ready"
         FAILED = "FAILED", "Failed"
 
+    class Layout(models.TextChoices):
+        IMAGE = "image", "Images"
+        SEQUENCE = "sequence", "Sequences"
+
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=200)
     source_format = models.CharField(max_length=10)
     original_name = models.CharField(max_length=255)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
-    shape = models.JSONField(default=list)
+    layout = models.CharField(max_length=10, choices=Layout.choices, default=Layout.IMAGE)
+    shape = models.JSONField(default=list)  # [h, w, c] for images, [steps, features] for sequences
     num_classes = models.PositiveIntegerField(default=0)
     class_names = models.JSONField(default=list)
     class_counts = models.JSONField(default=list)
@@ -46,6 +51,10 @@ class Dataset(models.Model):
     @property
     def rows(self):
         return self.train_rows + self.test_rows
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.layout == self.Layout.SEQUENCE
 
     @property
     def shape_text(self):

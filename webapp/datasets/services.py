@@ -7,12 +7,22 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from .ingest import DatasetError, detect_format, ingest
+from .ingest import DatasetError, detect_format, ingest, parse_shape
+from .ingest.shapes import check_layout
 from .models import Dataset
 
 
-def create_dataset(*, team, user, name: str, upload, label_column: str = "label") -> Dataset:
-    """`upload` is a Django UploadedFile (or any object with .name and .chunks())."""
+def create_dataset(
+    *, team, user, name: str, upload, label_column: str = "label", layout: str = "image", shape_text: str = ""
+) -> Dataset:
+    """`upload` is a Django UploadedFile (or any object with .name and .chunks()).
+
+    ``layout`` is "image" or "sequence"; ``shape_text`` is the user's shape ("28x28", "20x3"), empty
+    to infer it from the data. Bad values raise DatasetError before the upload is read.
+    """
+    check_layout(layout)
+    user_shape = parse_shape(shape_text or "", layout=layout)
+    shape_kw = {"sequence_shape" if layout == Dataset.Layout.SEQUENCE else "image_shape": user_shape}
     if Dataset.objects.filter(team=team, name=name).exists():
         raise DatasetError(f"Your team already has a dataset named {name!r}; pick another name.")
     settings.DATA_ROOT.mkdir(parents=True, exist_ok=True)
@@ -30,13 +40,14 @@ def create_dataset(*, team, user, name: str, upload, label_column: str = "label"
                 fh.write(chunk)
         with open(src, "rb") as fh:
             fmt = detect_format(upload.name, fh.read(4096))
-        info = ingest(src, fmt, work / "converted", label_column=label_column)
+        info = ingest(src, fmt, work / "converted", label_column=label_column, layout=layout, **shape_kw)
         with transaction.atomic():
             ds = Dataset.objects.create(
                 team=team,
                 name=name,
                 source_format=fmt,
                 original_name=Path(upload.name).name[:255],
+                layout=info.layout,
                 shape=list(info.shape),
                 num_classes=info.num_classes,
                 class_names=list(info.class_names),

@@ -34,6 +34,8 @@ def dataset_upload(request):
                     name=form.cleaned_data["name"],
                     upload=form.cleaned_data["file"],
                     label_column=form.cleaned_data["label_column"] or "label",
+                    layout=form.cleaned_data["layout"],
+                    shape_text=form.cleaned_data["shape"],
                 )
             except DatasetError as exc:
                 error = str(exc)
@@ -50,11 +52,26 @@ def dataset_upload(request):
     return render(request, "datasets/upload.html", {"form": form, "team": team})
 
 
+SKETCHES_PER_CLASS = 3
+SKETCH_CLASSES = 8
+
+
+def _sketches(samples) -> list[tuple[str, list]]:
+    """Sequence datasets: (class name, up to SKETCHES_PER_CLASS preview rows) per class seen in the preview."""
+    by_class: dict[int, list] = {}
+    for row in samples:
+        rows = by_class.setdefault(row.label_index, [])
+        if len(rows) < SKETCHES_PER_CLASS:
+            rows.append(row)
+    return [(rows[0].label, rows) for _, rows in sorted(by_class.items())][:SKETCH_CLASSES]
+
+
 def dataset_detail(request, pk):
     ds = get_object_or_404(Dataset.objects.for_user(request.user), pk=pk)
     samples = preview(ds.storage_dir, n=24)
+    sketches = _sketches(samples) if ds.is_sequence else []
     runs = ds.runs.order_by("-created_at")[:20]
-    return render(request, "datasets/detail.html", {"ds": ds, "samples": samples, "runs": runs})
+    return render(request, "datasets/detail.html", {"ds": ds, "samples": samples, "sketches": sketches, "runs": runs})
 
 
 def dataset_download(request, pk):

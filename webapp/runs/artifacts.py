@@ -59,8 +59,18 @@ def predictions_csv(run: Run) -> Path:
     return run.run_dir / "predictions" / "predictions.csv"
 
 
-def model_path(run: Run) -> Path:
+def keras_model_path(run: Run) -> Path:
     return run.run_dir / "model" / "model.keras"
+
+
+def model_path(run: Run) -> Path:
+    """What "download model" serves: the Keras model, or for a LogisticRegression head the zip of
+    the featurizer and the MLlib model."""
+    keras = keras_model_path(run)
+    if keras.exists():
+        return keras
+    zipped = run.run_dir / "model" / "model.zip"
+    return zipped if zipped.exists() else keras
 
 
 def prediction_page(run: Run, page: int, per_page: int = 50) -> tuple[list[dict], int]:

@@ -4,6 +4,7 @@ from webapp.catalog.registry import TEMPLATES
 from webapp.clusters.models import Cluster
 from webapp.datasets.models import Dataset
 
+from . import bases
 from .models import Run
 
 HP_PREFIX = "hp_"
@@ -21,18 +22,41 @@ class RunForm(forms.Form):
     executor_cores = forms.IntegerField(min_value=1, initial=1)
     executor_memory_mb = forms.IntegerField(min_value=256, initial=2048)
 
-    def __init__(self, *args, datasets, **kwargs):
+    def __init__(self, *args, datasets, team=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = datasets.filter(status=Dataset.Status.READY)
         for template in TEMPLATES.values():
             for p in template.params:
                 field_name = f"{HP_PREFIX}{template.key}_{p.name}"
-                # Plain inputs: the template schema is the one validator (see create_run).
-                widget = forms.NumberInput(attrs={"min": p.min, "max": p.max, "step": "any"})
+                # Plain inputs and selects: the template schema is the one validator (see create_run).
+                if p.refs:
+                    options = bases.options(team, p.refs) if team is not None else []
+                    widget = forms.Select(choices=[("", "— pick a model —"), *options])
+                elif p.choices:
+                    widget = forms.Select(choices=[(c, c) for c in p.choices])
+                else:
+                    widget = forms.NumberInput(attrs={"min": p.min, "max": p.max, "step": "any"})
                 self.fields[field_name] = forms.CharField(
                     required=False, initial=p.default, help_text=p.help, label=p.name.replace("_", " "), widget=widget
                 )
                 self.fields[field_name].template_key = template.key
+
+    @staticmethod
+    def initial_from(run: Run) -> dict:
+        """The form filled in like `run` ("rerun with changes")."""
+        initial = {
+            "name": f"{run.name} (rerun)"[:200],
+            "dataset": run.dataset_id,
+            "template": run.template,
+            "input_mode": run.input_mode,
+            "cluster": run.cluster_id,
+            "num_executors": run.num_executors,
+            "executor_cores": run.executor_cores,
+            "executor_memory_mb": run.executor_memory_mb,
+        }
+        for key, value in run.hyperparameters.items():
+            initial[f"{HP_PREFIX}{run.template}_{key}"] = value
+        return initial
 
     def hyperparameter_fields(self):
         return [self[name] for name in self.fields if name.startswith(HP_PREFIX)]

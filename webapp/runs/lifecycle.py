@@ -12,9 +12,11 @@ from pathlib import Path
 
 from django.conf import settings
 
+from webapp.catalog.registry import get_template
 from workers.backends.base import BackendError, get_backend
 from workers.jobs.package import build_jobs_zip
 
+from . import bases
 from .models import Run
 from .states import StaleStatus, Status
 
@@ -60,7 +62,16 @@ def build_spec(run: Run) -> dict:
         },
         "bind_host": cluster.bind_host or None,
         "seed": 42,
+        "base": _base_spec(run),
     }
+
+
+def _base_spec(run: Run):
+    tmpl = get_template(run.template)
+    refs = [p.name for p in tmpl.ref_params if run.hyperparameters.get(p.name)]
+    if not refs:
+        return None
+    return bases.resolve(run.team, run.hyperparameters[refs[0]]).to_spec()
 
 
 def submit_request(run: Run, spec_path: Path, zip_path: Path):
@@ -98,7 +109,11 @@ def submit(run_id: int) -> None:
     run_dir = run.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_path = run_dir / "spec.json"
-    spec_path.write_text(json.dumps(build_spec(run), indent=2))
+    try:
+        spec_path.write_text(json.dumps(build_spec(run), indent=2))
+    except bases.BaseRefError as exc:  # the base went away after the run was accepted
+        _fail(run, f"Submission failed: {exc}")
+        return
     try:
         # A per-run snapshot of the job code: reproducible, and shipped with --py-files.
         req = submit_request(run, spec_path, Path(build_jobs_zip(str(run_dir / "jobs.zip"))))

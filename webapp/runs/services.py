@@ -1,11 +1,15 @@
 """Accepting a run request: validate everything first, save, then dispatch on commit."""
 
+import math
+
 from django.db import transaction
 
 from webapp.catalog.registry import get_template
 from webapp.datasets.models import Dataset
+from workers.jobs import templates as job_templates
 from workers.tasks import submit_run
 
+from . import bases
 from .errors import RunRequestError
 from .models import Run
 
@@ -23,6 +27,43 @@ def validate_resources(cluster, num_executors, executor_cores, executor_memory_m
             f"{cluster.name} allows at most {cluster.max_executor_memory_mb} MB per executor."
         )
     return errors
+
+
+def check_template_fits(tmpl, dataset, team, values: dict) -> dict:
+    """The template can train on this dataset, and every model it builds on exists and fits."""
+    layout = getattr(dataset, "layout", "image")
+    if layout not in tmpl.layouts:
+        kinds = " or ".join(f"{k} datasets" for k in tmpl.layouts)
+        return {"dataset": f"{tmpl.label} trains on {kinds}; {dataset.name} holds {layout} data."}
+    try:
+        job_templates.check(tmpl.key, dataset.shape)
+    except ValueError as exc:
+        return {"dataset": f"{dataset.name}: {exc}"}
+    errors = {}
+    for p in tmpl.ref_params:
+        if p.name not in values:
+            continue  # already reported by the schema
+        try:
+            base = bases.resolve(team, values[p.name])
+        except bases.BaseRefError as exc:
+            errors[p.name] = str(exc)
+            continue
+        if tmpl.key == "imported":
+            problem = _imported_fits(base, dataset)
+            if problem:
+                errors[p.name] = problem
+        elif base.input_shape is not None and len(base.input_shape) != 3:
+            errors[p.name] = f"{base.name} takes inputs shaped {list(base.input_shape)}; a base must take images."
+    return errors
+
+
+def _imported_fits(base, dataset) -> str:
+    shape, need = tuple(base.input_shape), tuple(dataset.shape)
+    if math.prod(shape) != math.prod(need):
+        return f"{base.name} takes inputs shaped {list(shape)}; {dataset.name}'s rows are {list(need)}."
+    if base.num_outputs != dataset.num_classes:
+        return f"{base.name} has {base.num_outputs} outputs; {dataset.name} has {dataset.num_classes} classes."
+    return ""
 
 
 def create_run(
@@ -50,8 +91,8 @@ def create_run(
         errors["dataset"] = "No such dataset."
     elif dataset.status != Dataset.Status.READY:
         errors["dataset"] = f"Dataset {dataset.name} is not ready."
-    elif tmpl.needs_image and len(dataset.shape) != 3:
-        errors["dataset"] = f"{tmpl.label} needs image data; {dataset.name} has shape {dataset.shape}."
+    else:
+        errors.update(check_template_fits(tmpl, dataset, team, values))
     if input_mode not in Run.InputMode.values:
         errors["input_mode"] = f"choose one of {', '.join(Run.InputMode.values)}"
     errors.update(validate_resources(cluster, num_executors, executor_cores, executor_memory_mb))

@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -35,7 +36,12 @@ def dashboard(request):
 def run_new(request):
     team = current_team(request)
     datasets = Dataset.objects.for_user(request.user).filter(team=team)
-    form = RunForm(request.POST or None, datasets=datasets, initial={"dataset": request.GET.get("dataset")})
+    initial = {"dataset": request.GET.get("dataset")}
+    source = None
+    if request.GET.get("from"):  # rerun with changes: only a run the user's team can see
+        source = _team_run(request, _int(request.GET.get("from"), 0))
+        initial = RunForm.initial_from(source)
+    form = RunForm(request.POST or None, datasets=datasets, team=team, initial=initial)
     field_errors = {}
     if request.method == "POST":
         if not can_submit(request.user, team):
@@ -63,13 +69,33 @@ def run_new(request):
         status = 400
     else:
         status = 200
-    ctx = {"form": form, "team": team, "templates": TEMPLATES, "field_errors": field_errors}
+    ctx = {"form": form, "team": team, "templates": TEMPLATES, "field_errors": field_errors, "source": source}
     return render(request, "runs/new.html", ctx, status=status if request.method == "POST" else 200)
 
 
 def run_detail(request, pk):
     run = _team_run(request, pk)
-    return render(request, "runs/detail.html", {"run": run, "executors": artifacts.executors(run)})
+    ctx = {
+        "run": run,
+        "executors": artifacts.executors(run),
+        "template": TEMPLATES.get(run.template),
+        "base_links": _base_links(run),
+    }
+    return render(request, "runs/detail.html", ctx)
+
+
+def _base_links(run):
+    """Hyperparameters that reference another run or a model file, as (name, label, url)."""
+    links = []
+    for key, value in run.hyperparameters.items():
+        kind, _, ident = str(value).partition(":")
+        if kind == "run" and ident.isdigit():
+            links.append((key, f"run {ident}", reverse("run_detail", args=[int(ident)])))
+        elif kind == "file" and ident.isdigit():
+            links.append((key, f"model file {ident}", reverse("modelfile_detail", args=[int(ident)])))
+        elif kind == "app":
+            links.append((key, f"{ident} (ImageNet weights)", ""))
+    return links
 
 
 @require_GET
@@ -145,7 +171,7 @@ def run_model(request, pk):
     path = artifacts.model_path(run)
     if not path.exists():
         raise Http404("no exported model")
-    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"run{run.pk}-model.keras")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"run{run.pk}-{path.name}")
 
 
 @require_POST

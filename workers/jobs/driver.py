@@ -102,33 +102,32 @@ def _spark_context(spec: RunSpec):
 
 
 def run(sc, spec: RunSpec) -> dict:
-    from workers.jobs import inference
+    from workers.jobs import featurize, inference
     from workers.jobs.train import STATS_FILE, model_path
 
     os.makedirs(os.path.join(spec.artifact_dir, "model"), exist_ok=True)
-    model_file = model_path(spec.artifact_dir)
-    stats_file = os.path.join(spec.artifact_dir, STATS_FILE)
-    for stale in (model_file, stats_file):  # the driver waits for these to appear
-        if os.path.exists(stale):
-            os.remove(stale)
-
     t0 = time.time()
-    log(f"training: {spec.input_mode} input mode, {spec.cluster_size} TF nodes")
-    train(sc, spec)
-    _wait_for_file(model_file, spec.timeouts.shutdown)
-    train_seconds = time.time() - t0
-    stats = _read_json(stats_file)
-    log(f"trained in {train_seconds:.1f} s (fit {stats.get('fit_seconds')} s); inference")
-
-    t1 = time.time()
-    scores = inference.run_inference(
-        sc,
-        spec.dataset.test,
-        model_file,
-        spec.dataset.shape,
-        os.path.join(spec.artifact_dir, "predictions"),
-        spec.cluster_size,
-    )
+    if spec.template in templates.PIPELINES:
+        out = featurize.run(sc, spec, train_and_wait, log)
+        out["train_seconds"] = round(time.time() - t0, 3)  # featurizing + the head
+        featurize.export_model(sc, spec, out)
+    else:
+        model_file = model_path(spec.artifact_dir)
+        out = train_and_wait(sc, spec, model_file, os.path.join(spec.artifact_dir, STATS_FILE))
+        log(f"trained in {out['train_seconds']:.1f} s (fit {out.get('fit_seconds')} s); inference")
+        t1 = time.time()
+        out.update(
+            inference.run_inference(
+                sc,
+                spec.dataset.test,
+                model_file,
+                spec.dataset.shape,
+                os.path.join(spec.artifact_dir, "predictions"),
+                spec.cluster_size,
+            )
+        )
+        out["inference_seconds"] = round(time.time() - t1, 3)
+        out["model"] = model_file
     result = {
         "run_id": spec.run_id,
         "app_id": sc.applicationId,
@@ -137,18 +136,30 @@ def run(sc, spec: RunSpec) -> dict:
         "cluster_size": spec.cluster_size,
         "epochs": spec.hyperparameters.epochs,
         "batch_size": spec.hyperparameters.batch_size,
-        **scores,
         "startup_seconds": round(t0 - _T0, 3),  # driver start -> SparkContext ready
-        "train_seconds": round(train_seconds, 3),  # TF cluster start -> model exported
-        "fit_seconds": stats.get("fit_seconds"),
-        "steps_per_epoch": stats.get("steps_per_epoch"),
-        "inference_seconds": round(time.time() - t1, 3),
-        "history": stats.get("history", {}),
-        "model": model_file,
+        **out,
     }
     result["total_seconds"] = round(time.time() - _T0, 3)  # the driver process, before Spark stops
     _write_json(os.path.join(spec.artifact_dir, "result.json"), result)
     return {k: v for k, v in result.items() if k != "history"}
+
+
+def train_and_wait(sc, spec: RunSpec, model_file: str, stats_file: str) -> dict:
+    """Train with a TFoS cluster until the chief has exported ``model_file``; return its stats."""
+    for stale in (model_file, stats_file):  # the driver waits for these to appear
+        if os.path.exists(stale):
+            os.remove(stale)
+    t0 = time.time()
+    log(f"training {spec.template}: {spec.input_mode} input mode, {spec.cluster_size} TF nodes")
+    train(sc, spec)
+    _wait_for_file(model_file, spec.timeouts.shutdown)
+    stats = _read_json(stats_file)
+    return {
+        "train_seconds": round(time.time() - t0, 3),  # TF cluster start -> model exported
+        "fit_seconds": stats.get("fit_seconds"),
+        "steps_per_epoch": stats.get("steps_per_epoch"),
+        "history": stats.get("history", {}),
+    }
 
 
 def _defer_tfos_tensorflow_import() -> None:

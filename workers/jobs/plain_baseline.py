@@ -27,9 +27,9 @@ def run(spec) -> dict:
     tf_keras.utils.set_random_seed(spec.seed)
     x, y, _ = data.read_arrays(spec.dataset.train, shape)
     xt, yt, _ = data.read_arrays(spec.dataset.test, shape)
-    model = templates.build(spec.template, shape, spec.dataset.num_classes, hp)
+    model = templates.build(spec.template, shape, spec.dataset.num_classes, hp, base=spec.base)
     # Same step count as a distributed run: one pass over the data per epoch at the global batch.
-    steps = data.steps_per_epoch(len(x), hp.batch_size)
+    steps = int(hp.get("steps_per_epoch", 0) or 0) or data.steps_per_epoch(len(x), hp.batch_size)
     ds = data.shard_dataset(x, y, hp.batch_size, spec.seed)
     t1 = time.time()
     model.fit(ds, epochs=hp.epochs, steps_per_epoch=steps, verbose=0)

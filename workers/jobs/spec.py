@@ -58,6 +58,18 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class BaseSpec:
+    """The model a run builds on (featurizer base, imported model); resolved by the web app."""
+
+    kind: str  # "run" | "file" | "app"
+    name: str  # run/file: a label for logs; app: the Keras application (e.g. "MobileNetV2")
+    path: str  # run/file: the model file; app: the ImageNet weights file
+
+
+BASE_KINDS = ("run", "file", "app")
+
+
+@dataclass(frozen=True)
 class RunSpec:
     run_id: Any
     app_name: str
@@ -71,6 +83,7 @@ class RunSpec:
     timeouts: Timeouts
     bind_host: str | None = None
     seed: int = 42
+    base: BaseSpec | None = None
 
     def to_dict(self) -> dict:
         """The spec.json form again (extra hyperparameters flattened back), picklable and JSON-able."""
@@ -150,10 +163,22 @@ def parse_spec(raw: Any) -> RunSpec:
         ),
         bind_host=raw.get("bind_host") or None,
         seed=_int(raw, "seed", "seed", 42, lo=0),
+        base=_base(raw.get("base")),
     )
     if spec.metrics.url and not spec.metrics.url.startswith(("http://", "https://")):
         raise SpecError(f"metrics.url must be http(s), got {spec.metrics.url!r}")
     return spec
+
+
+def _base(raw) -> BaseSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError("base must be an object")
+    kind = _str(raw, "kind", "base.kind")
+    if kind not in BASE_KINDS:
+        raise SpecError(f"base.kind must be one of {BASE_KINDS}, got {kind!r}")
+    return BaseSpec(kind=kind, name=_str(raw, "name", "base.name"), path=_abs_path(raw, "path", "base.path"))
 
 
 # --- small typed getters: each names the offending field in its message ---------------------

@@ -56,7 +56,12 @@ def main_fun(args, ctx):
     batch = data.per_replica_batch(hp.batch_size, workers)
     total_rows = data.num_rows(spec.dataset.train)
     # Identical on every worker whatever its shard size: shards repeat, so none runs dry.
-    steps = data.steps_per_epoch(total_rows, batch * workers)
+    one_pass = data.steps_per_epoch(total_rows, batch * workers)
+    steps = int(hp.get("steps_per_epoch", 0) or 0) or one_pass
+    if spec.input_mode == "spark" and steps > one_pass:
+        # The feed holds epochs+1 passes: more steps would run a worker dry and hang the all-reduce.
+        log(f"steps_per_epoch {steps} capped at {one_pass} (one pass over the fed data)")
+        steps = one_pass
 
     feed = None
     if spec.input_mode == "tensorflow":
@@ -73,7 +78,7 @@ def main_fun(args, ctx):
 
     dataset = strategy.distribute_datasets_from_function(make_ds)
     with strategy.scope():
-        model = templates.build(spec.template, shape, spec.dataset.num_classes, hp)
+        model = templates.build(spec.template, shape, spec.dataset.num_classes, hp, base=spec.base)
     # Batch-level logs under MWMS default to the SUM over workers (loss/accuracy x N in the
     # metrics) and cost a collective per step; "first" gives this worker's own running values.
     # Epoch-end logs are read from the synchronized metrics either way.

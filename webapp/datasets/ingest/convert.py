@@ -15,7 +15,7 @@ from .errors import DatasetError
 from .info import DatasetInfo, Limits
 from .labels import check_classes
 from .npz_reader import NpzSource
-from .shapes import resolve_shape
+from .shapes import check_layout, resolve_sequence_shape, resolve_shape
 from .split import stratified_split
 from .writer import SplitWriter
 
@@ -34,7 +34,7 @@ def _scale(lo: float, hi: float) -> tuple[float, float]:
     return lo, (hi - lo) or 1.0
 
 
-def _open_source(src: Path, fmt: str, limits: Limits, label_column: str, x_key: str, y_key: str):
+def _open_source(src: Path, fmt: str, limits: Limits, label_column: str, x_key: str, y_key: str, layout: str):
     size = src.stat().st_size
     if size == 0:
         raise DatasetError("The file is empty. Upload an .npz archive or a .csv file with data in it.")
@@ -43,12 +43,15 @@ def _open_source(src: Path, fmt: str, limits: Limits, label_column: str, x_key: 
     with open(src, "rb") as fh:
         check_content(fmt, fh.read(HEAD_BYTES))
     if fmt == "npz":
-        return NpzSource(src, limits, x_key=x_key, y_key=y_key)
+        return NpzSource(src, limits, x_key=x_key, y_key=y_key, layout=layout)
     return CsvSource(src, limits, label_column=label_column)
 
 
-def _convert(source, tmp: Path, fmt: str, image_shape, test_fraction: float, seed: int) -> DatasetInfo:
-    shape = resolve_shape(source.num_features, source.array_shape, image_shape)
+def _convert(source, tmp: Path, fmt: str, layout: str, user_shape, test_fraction: float, seed: int) -> DatasetInfo:
+    if layout == "sequence":
+        shape = resolve_sequence_shape(source.num_features, source.array_shape, user_shape)
+    else:
+        shape = resolve_shape(source.num_features, source.array_shape, user_shape)
     scan = source.scan()  # pass 1: validates everything before a byte of output is written
     counts = check_classes(scan.codes, scan.class_names)
     is_test = stratified_split(scan.codes, len(scan.class_names), test_fraction, seed)
@@ -87,6 +90,7 @@ def _convert(source, tmp: Path, fmt: str, image_shape, test_fraction: float, see
         offset=float(offset),
         test_fraction=float(test_fraction),
         seed=seed,
+        layout=layout,
     )
     with open(tmp / "meta.json", "w", encoding="utf-8") as fh:
         json.dump(info.to_meta(), fh, indent=2)
@@ -105,10 +109,16 @@ def ingest(
     limits: Limits = DEFAULT_LIMITS,
     x_key: str = "x",
     y_key: str = "y",
+    layout: str = "image",
+    sequence_shape: tuple | None = None,
 ) -> DatasetInfo:
     """Validate ``src`` and write train.parquet, test.parquet and meta.json into ``dest_dir``.
 
     ``fmt`` is "npz" or "csv" (from :func:`detect_format`; None detects it from ``src``'s name).
+    ``layout`` "image" (the default) records an (h, w, c) shape, ``image_shape`` overriding the
+    inferred one; "sequence" records (steps, features): an NPZ ``x`` of (n, steps) or CSV feature
+    columns give (steps, 1), an ``x`` of (n, steps, features) gives (steps, features), and
+    ``sequence_shape`` ((steps, features) or (steps,)) overrides it.
     Output is built in a temporary directory next to ``dest_dir`` and renamed into place only on
     success. On any failure ``dest_dir`` does not exist afterwards and DatasetError is raised.
     ``dest_dir`` must not exist beforehand (FileExistsError: a caller bug, not a user error).
@@ -125,14 +135,18 @@ def ingest(
         raise DatasetError(f"The test fraction must be between 0 and 1 (exclusive), not {test_fraction}.")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise DatasetError(f"The split seed must be a non-negative integer, not {seed!r}.")
+    check_layout(layout)
+    user_shape, other = (sequence_shape, image_shape) if layout == "sequence" else (image_shape, sequence_shape)
+    if other is not None:  # a caller bug, not a user error
+        raise ValueError(f"layout {layout!r} takes {layout}_shape, not the other layout's shape")
 
     tmp = None
     try:
         dest_dir.parent.mkdir(parents=True, exist_ok=True)
         # Same parent as dest_dir, so the final rename is atomic (same filesystem).
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.", suffix=".tmp", dir=dest_dir.parent))
-        source = _open_source(src, fmt, limits, label_column, x_key, y_key)
-        info = _convert(source, tmp, fmt, image_shape, test_fraction, seed)
+        source = _open_source(src, fmt, limits, label_column, x_key, y_key, layout)
+        info = _convert(source, tmp, fmt, layout, user_shape, test_fraction, seed)
         # mkdtemp makes the directory 0700; Spark executors may run as another user and read it.
         os.chmod(tmp, 0o755)
         os.rename(tmp, dest_dir)

@@ -13,9 +13,13 @@ def _load():
     return digits.images.astype(np.float32), digits.target.astype(np.int64)
 
 
-def write_digits_npz(path: Path) -> Path:
-    """Write x (1797, 8, 8) float32 and y (1797,) int64 to ``path``."""
+def write_digits_npz(path: Path, classes=None) -> Path:
+    """Write x (1797, 8, 8) float32 and y (1797,) int64 to ``path``; ``classes`` keeps only those
+    digits (e.g. 0–4 to pretrain a transfer-learning base, 5–9 to transfer to)."""
     x, y = _load()
+    if classes is not None:
+        keep = np.isin(y, list(classes))
+        x, y = x[keep], y[keep]
     with open(path, "wb") as fh:  # a file object, so numpy does not append ".npz" to the name
         np.savez_compressed(fh, x=x, y=y)
     return Path(path)

@@ -32,7 +32,7 @@ class Scan:
 
 @dataclass
 class DatasetInfo:
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]  # (h, w, c) for layout "image", (steps, features) for "sequence"
     num_classes: int
     class_names: list[str]
     class_counts: list[int]  # per class index, over train + test
@@ -44,6 +44,7 @@ class DatasetInfo:
     offset: float = 0.0
     test_fraction: float = 0.2
     seed: int = 42
+    layout: str = "image"  # "image" | "sequence"
 
     def to_meta(self) -> dict:
         """The meta.json document: the keys of docs/architecture.md first, then extras."""
@@ -55,6 +56,7 @@ class DatasetInfo:
             "test_rows": self.test_rows,
             "scale": self.scale,
             "split": {"test_fraction": self.test_fraction, "seed": self.seed},
+            "layout": self.layout,
             "offset": self.offset,
             "class_counts": list(self.class_counts),
             "rows": self.rows,
@@ -77,6 +79,7 @@ class DatasetInfo:
             offset=meta.get("offset", 0.0),
             test_fraction=meta["split"]["test_fraction"],
             seed=meta["split"]["seed"],
+            layout=meta.get("layout", "image"),  # meta.json written before layouts existed: images
         )
 
 

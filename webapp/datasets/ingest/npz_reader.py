@@ -61,8 +61,9 @@ def _read_exact(fh, nbytes: int, name: str) -> bytes:
 class NpzSource:
     fmt = "npz"
 
-    def __init__(self, path, limits: Limits, x_key: str = "x", y_key: str = "y"):
+    def __init__(self, path, limits: Limits, x_key: str = "x", y_key: str = "y", layout: str = "image"):
         self.path, self.limits, self.x_key, self.y_key = path, limits, x_key, y_key
+        self.layout = layout
         try:
             with zipfile.ZipFile(path) as zf:
                 members = {n[: -len(".npy")]: n for n in zf.namelist() if n.endswith(".npy")}
@@ -89,6 +90,10 @@ class NpzSource:
     def _check_x(self) -> None:
         name, shape, lim = self.x_key, self._x_shape, self.limits
         _check_dtype(name, self._x_dtype, "biuf")
+        if self.layout == "sequence" and len(shape) not in (2, 3):
+            raise DatasetError(
+                f"Array {name!r} has shape {shape}; sequence data must be (rows, steps) or (rows, steps, features)."
+            )
         if len(shape) not in (2, 3, 4):
             raise DatasetError(
                 f"Array {name!r} has shape {shape}; it must be (rows, features), (rows, height, width) "

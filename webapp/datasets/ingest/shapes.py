@@ -1,19 +1,34 @@
-"""The (h, w, c) shape recorded in meta.json."""
+"""The per-row shape recorded in meta.json: (h, w, c) for images, (steps, features) for sequences."""
 
 import math
 
 from .errors import DatasetError
 
+LAYOUTS = ("image", "sequence")
+MIN_SEQUENCE_STEPS = 2
 
-def parse_shape(text: str) -> tuple[int, ...] | None:
-    """Parse a user-typed shape such as "28x28", "32, 32, 3" or "" (none) for the upload form."""
-    parts = [p for p in text.replace("×", "x").replace("x", ",").replace(" ", ",").split(",") if p]
+_EXAMPLES = {"image": "28x28 or 32x32x3", "sequence": "20x3 (steps x features) or 20"}
+
+
+def check_layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise DatasetError(f"Unknown dataset layout {layout!r}; choose 'image' or 'sequence'.")
+    return layout
+
+
+def parse_shape(text: str, layout: str = "image") -> tuple[int, ...] | None:
+    """Parse a user-typed shape such as "28x28", "32, 32, 3", "20x3" or "" (none) for the upload form."""
+    text = text or ""
+    parts = [p for p in text.lower().replace("×", "x").replace("x", ",").replace(" ", ",").split(",") if p]
     if not parts:
         return None
     try:
         return tuple(int(p) for p in parts)
     except ValueError:
-        raise DatasetError(f"Image shape {text!r} should look like 28x28 or 32x32x3.") from None
+        what = "Sequence" if layout == "sequence" else "Image"
+        raise DatasetError(
+            f"{what} shape {text!r} should look like {_EXAMPLES.get(layout, _EXAMPLES['image'])}."
+        ) from None
 
 
 def resolve_shape(num_features: int, array_shape: tuple[int, ...] | None, image_shape) -> tuple[int, int, int]:
@@ -44,3 +59,45 @@ def resolve_shape(num_features: int, array_shape: tuple[int, ...] | None, image_
     if side * side == num_features:
         return (side, side, 1)
     return (1, num_features, 1)
+
+
+def resolve_sequence_shape(
+    num_features: int, array_shape: tuple[int, ...] | None, sequence_shape=None
+) -> tuple[int, int]:
+    """Pick (steps, features) for sequence rows of ``num_features`` values.
+
+    ``array_shape`` is the per-row shape of an NPZ array with more than 2 dimensions (None for CSV
+    and for (rows, steps) arrays): (steps, features) is taken as is. Flat rows (CSV columns, a 2-D
+    array) are univariate sequences: (num_features, 1). ``sequence_shape`` is the user's
+    (steps, features) or (steps,) and must account for every value of a row (row-major: step 0's
+    features first).
+    """
+    if sequence_shape is not None:
+        shape = tuple(int(v) for v in sequence_shape)
+        if len(shape) == 1:
+            shape += (1,)
+        if len(shape) != 2 or min(shape) < 1:
+            raise DatasetError(
+                f"Sequence shape {'x'.join(map(str, sequence_shape))} must be steps x features (e.g. 20x3) "
+                "or steps alone, with positive sizes."
+            )
+        if math.prod(shape) != num_features:
+            raise DatasetError(
+                f"Sequence shape {shape[0]}×{shape[1]} (steps × features) has {math.prod(shape)} values per "
+                f"row, but the data has {num_features} values per row. Fix the shape or leave it empty."
+            )
+    elif array_shape is None:
+        shape = (int(num_features), 1)
+    elif len(array_shape) == 2:
+        shape = (int(array_shape[0]), int(array_shape[1]))
+    else:
+        raise DatasetError(
+            f"Sequence data must be an array of shape (rows, steps) or (rows, steps, features), but each "
+            f"row here has shape {tuple(array_shape)}. Reshape it, or upload it as images."
+        )
+    if shape[0] < MIN_SEQUENCE_STEPS:
+        raise DatasetError(
+            f"A sequence needs at least {MIN_SEQUENCE_STEPS} time steps, but the shape "
+            f"{shape[0]}×{shape[1]} (steps × features) has {shape[0]}."
+        )
+    return shape

@@ -1,0 +1,40 @@
+"""Submitting runs through the web form and waiting for them, for the end-to-end tests."""
+
+import time
+
+import pytest
+from django.urls import reverse
+
+from webapp.runs.models import Run
+
+
+def wait_terminal(run_id, timeout, worker):
+    deadline = time.time() + timeout
+    seen = []
+    while time.time() < deadline:
+        run = Run.objects.get(pk=run_id)
+        if not seen or seen[-1] != run.status:
+            seen.append(run.status)
+        if run.is_terminal:
+            return run, seen
+        time.sleep(1)
+    pytest.fail(f"run {run_id} still {seen} after {timeout}s; worker log:\n{worker.log_path.read_text()[-4000:]}")
+
+
+def submit(client, dataset, cluster, **hp):
+    data = {
+        "dataset": dataset.pk,
+        "template": "cnn",
+        "input_mode": "tensorflow",
+        "cluster": cluster.pk,
+        "num_executors": 2,
+        "executor_cores": 1,
+        "executor_memory_mb": 1536,
+        "hp_cnn_epochs": "5",
+        "hp_cnn_batch_size": "32",
+        "hp_cnn_learning_rate": "0.002",
+    }
+    data.update(hp)
+    resp = client.post(reverse("run_new"), data)
+    assert resp.status_code == 302, resp.content.decode()[:2000]
+    return Run.objects.latest("id")

@@ -1,0 +1,191 @@
+"""Model file import: upload through the view (checked in a real subprocess), team scoping, refusals."""
+
+import os
+import tempfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from webapp.accounts.models import Membership
+from webapp.modelfiles.models import ModelFile
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports TensorFlow
+
+
+@pytest.fixture(scope="module")
+def model_bytes(tmp_path_factory):
+    """Tiny tf_keras models saved for real: a good one (.keras, .h5) and one with a Lambda layer."""
+    import tf_keras as keras
+
+    d = tmp_path_factory.mktemp("models")
+    inp = keras.Input((4,))
+    good = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.Dense(5)(inp)))
+    good.save(d / "good.keras")
+    good.save(d / "good.h5")
+    lam = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda t: t + 1.0), keras.layers.Dense(2)])
+    lam.save(d / "lambda.keras")
+    return {name: (d / name).read_bytes() for name in ("good.keras", "good.h5", "lambda.keras")}
+
+
+def stored(settings):
+    """Everything under DATA_ROOT: stored models and any temp folder an upload left behind."""
+    root = settings.DATA_ROOT
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+def system_temp():
+    return {n for n in os.listdir(tempfile.gettempdir()) if "model" in n}
+
+
+def upload(client, name, filename, content, **extra):
+    f = SimpleUploadedFile(filename, content)
+    return client.post(reverse("modelfile_upload"), {"name": name, "file": f}, **extra)
+
+
+def model_urls(mf):
+    return [
+        reverse("modelfile_detail", args=[mf.pk]),
+        reverse("modelfile_download", args=[mf.pk]),
+    ]
+
+
+@pytest.mark.django_db
+def test_upload_then_list_detail_download(client_a, client_b, settings, model_bytes):
+    # Uploaded under a misleading name: the format comes from the bytes.
+    resp = upload(client_a, "tiny", "my-model.h5", model_bytes["good.keras"])
+    mf = ModelFile.objects.get(name="tiny")
+    assert resp.status_code == 302 and resp["Location"] == mf.get_absolute_url()
+    assert (mf.format, mf.input_shape, mf.num_outputs, mf.output_activation) == ("keras", [4], 3, "softmax")
+    assert mf.params == 4 * 5 + 5 + 5 * 3 + 3 and "Dense" in mf.layer_classes
+    assert mf.original_name == "my-model.h5" and mf.size_bytes == len(model_bytes["good.keras"])
+    assert mf.storage_path == settings.DATA_ROOT / "models" / str(mf.pk) / "model.keras"
+    assert stored(settings) == ["models", f"models/{mf.pk}", f"models/{mf.pk}/model.keras"]  # no temp left
+
+    assert "tiny" in client_a.get(reverse("modelfile_list")).content.decode()
+    page = client_a.get(mf.get_absolute_url()).content.decode()
+    for text in ("softmax", "InputLayer", "Dense", str(mf.params), "Runs using this model"):
+        assert text in page
+    down = client_a.get(reverse("modelfile_download", args=[mf.pk]))
+    assert down.status_code == 200 and b"".join(down.streaming_content) == model_bytes["good.keras"]
+    assert 'filename="my-model.h5"' in down["Content-Disposition"]
+
+    # The other team: not in its list, 404 on every URL.
+    assert "tiny" not in client_b.get(reverse("modelfile_list")).content.decode()
+    for url in model_urls(mf):
+        assert client_b.get(url).status_code == 404, url
+
+
+@pytest.mark.django_db
+def test_xhr_upload_of_h5_answers_json(client_a, settings, model_bytes):
+    resp = upload(client_a, "legacy", "legacy.h5", model_bytes["good.h5"], HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+    mf = ModelFile.objects.get(name="legacy")
+    assert resp.status_code == 200 and resp.json() == {"url": mf.get_absolute_url()}
+    assert mf.format == "h5" and mf.storage_path.name == "model.h5" and mf.storage_path.exists()
+
+
+@pytest.mark.django_db
+def test_lambda_upload_is_refused_with_the_message_and_nothing_stored(client_a, settings, model_bytes):
+    temp_before = system_temp()
+    resp = upload(client_a, "sneaky", "sneaky.keras", model_bytes["lambda.keras"])
+    assert resp.status_code == 400
+    page = resp.content.decode()
+    assert "Lambda layer" in page and "rebuild the model without Lambda layers" in page
+    assert not ModelFile.objects.exists()
+    assert stored(settings) == []  # no row, no model folder, no temp folder
+    assert system_temp() == temp_before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "filename,content,message",
+    [
+        ("random.keras", os.urandom(2048), "Unknown file format"),
+        ("notes.keras", b"these are my notes, not a model\n", "text file"),
+        ("empty.h5", b"", "empty"),
+    ],
+)
+def test_not_a_model_is_refused_as_json(client_a, settings, filename, content, message):
+    resp = upload(client_a, "bad", filename, content, HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+    assert resp.status_code == 400 and message in resp.json()["error"]
+    assert not ModelFile.objects.exists() and stored(settings) == []
+
+
+@pytest.mark.django_db
+def test_checker_over_its_time_limit_stores_nothing(client_a, settings, model_bytes):
+    settings.MODELFILE_CHECK_TIMEOUT = 0.5  # less than TensorFlow takes to import
+    resp = upload(client_a, "slow", "slow.keras", model_bytes["good.keras"], HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+    assert resp.status_code == 400 and "longer than 0.5 s" in resp.json()["error"]
+    assert not ModelFile.objects.exists() and stored(settings) == []
+
+
+@pytest.mark.django_db
+def test_upload_over_the_limit_is_refused_while_streaming(client_a, settings, model_bytes):
+    settings.MAX_UPLOAD_BYTES = 1000
+    resp = upload(client_a, "big", "big.keras", model_bytes["good.keras"], HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+    assert resp.status_code == 400 and "limit" in resp.json()["error"]
+    assert not ModelFile.objects.exists() and stored(settings) == []
+
+
+@pytest.mark.django_db
+def test_duplicate_name_refused(client_a, alice, settings, model_bytes):
+    user, team = alice
+    ModelFile.objects.create(team=team, name="taken", original_name="x.keras", format="keras", created_by=user)
+    resp = upload(client_a, "taken", "m.keras", model_bytes["good.keras"], HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+    assert resp.status_code == 400 and "already has a model named 'taken'" in resp.json()["error"]
+    assert ModelFile.objects.count() == 1 and stored(settings) == []
+
+
+@pytest.mark.django_db
+def test_viewer_cannot_upload(client_a, alice, settings, model_bytes):
+    user, team = alice
+    Membership.objects.filter(user=user, team=team).update(role="viewer")
+    assert "Viewers cannot upload" in client_a.get(reverse("modelfile_upload")).content.decode()
+    assert "Upload a model" not in client_a.get(reverse("modelfile_list")).content.decode()
+    resp = upload(client_a, "nope", "m.keras", model_bytes["good.keras"])
+    assert resp.status_code == 403 and "Viewers cannot upload models" in resp.content.decode()
+    assert not ModelFile.objects.exists() and stored(settings) == []
+
+
+@pytest.mark.django_db
+def test_csrf_enforced_on_upload(alice, settings, model_bytes):
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(alice[0])
+    resp = upload(c, "csrf", "m.keras", model_bytes["good.keras"])
+    assert resp.status_code == 403
+    assert not ModelFile.objects.exists() and stored(settings) == []
+
+
+@pytest.mark.django_db
+def test_login_required(client, alice):
+    user, team = alice
+    mf = ModelFile.objects.create(team=team, name="m", original_name="m.keras", format="keras", created_by=user)
+    for url in [reverse("modelfile_list"), reverse("modelfile_upload"), *model_urls(mf)]:
+        resp = client.get(url)
+        assert resp.status_code == 302 and "/accounts/login/" in resp["Location"], url
+
+
+@pytest.mark.django_db
+def test_missing_file_on_disk_is_404_not_500(client_a, alice):
+    user, team = alice
+    mf = ModelFile.objects.create(team=team, name="m", original_name="m.keras", format="keras", created_by=user)
+    assert client_a.get(reverse("modelfile_download", args=[mf.pk])).status_code == 404
+
+
+@pytest.mark.django_db
+def test_nav_links_to_models(client_a):
+    assert reverse("modelfile_list") in client_a.get(reverse("dataset_list")).content.decode()
+
+
+@pytest.mark.django_db
+def test_detail_lists_runs_that_use_the_model(client_a, alice, cluster, digits_dataset):
+    from webapp.runs.models import Run
+
+    user, team = alice
+    mf = ModelFile.objects.create(team=team, name="m", original_name="m.keras", format="keras", created_by=user)
+    common = {"team": team, "created_by": user, "dataset": digits_dataset, "cluster": cluster}
+    Run.objects.create(name="uses-it", template="imported", hyperparameters={"model": f"file:{mf.pk}"}, **common)
+    Run.objects.create(name="unrelated-run", template="cnn", hyperparameters={"epochs": 3}, **common)
+    page = client_a.get(mf.get_absolute_url()).content.decode()
+    assert "uses-it" in page and "unrelated-run" not in page
