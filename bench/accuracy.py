@@ -18,7 +18,7 @@ from stack import EmbeddedStack
 CNN = {"epochs": 20, "batch_size": 32, "learning_rate": 0.001}
 LSTM = {"epochs": 25, "batch_size": 32, "learning_rate": 0.005, "hidden_units": 128}
 BASE = {"epochs": 10, "batch_size": 32, "learning_rate": 0.001}  # CNN on digits 0–4, dense 1024
-LOGREG = {"head": "logreg", "max_iter": 100, "reg_param": 0.0}
+LOGREG = {"head": "logreg", "max_iter": 100, "reg_param": 0.01}
 DENSE = {"head": "dense", "epochs": 30, "learning_rate": 0.001, "dense_units": 0}
 TARGETS = {"cnn": 0.98, "lstm": 0.96, "transfer-logreg": 0.95, "transfer-dense": 0.95}
 

@@ -186,7 +186,8 @@ TEMPLATES = {
                 choices=("logreg", "dense"),
             ),
             Param("input_size", int, 0, 0, 512, "Resize images to this square size; 0 = the base's own input size."),
-            Param("reg_param", float, 0.0, 0.0, 10.0, "logreg: L2 regularization strength."),
+            Param("reg_param", float, 0.01, 0.0, 10.0, "logreg: regularization strength (on standardized features)."),
+            Param("elastic_net", float, 0.0, 0.0, 1.0, "logreg: L1 share of the penalty (0 = L2 only, 1 = L1 only)."),
             Param("max_iter", int, 100, 1, 1000, "logreg: optimizer iterations."),
         )
         + common(epochs=15, learning_rate=0.005)

@@ -217,7 +217,8 @@ def logreg_head(sc, spec, train_path, test_path) -> dict:
         labelCol="label",
         family="multinomial",
         maxIter=int(hp.get("max_iter", 100)),
-        regParam=float(hp.get("reg_param", 0.0)),
+        regParam=float(hp.get("reg_param", 0.01)),
+        elasticNetParam=float(hp.get("elastic_net", 0.0)),
     )
     t0 = time.time()
     model = lr.fit(train_df)
