@@ -41,6 +41,7 @@ class EmbeddedStack:
         # SIGTERM/SIGINT unwind through __exit__, so the cluster, worker and web server are stopped.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         web_port = free_port()
+        self.web_url = f"http://127.0.0.1:{web_port}"
         os.environ.update(
             DJANGO_SETTINGS_MODULE="webapp.settings",
             DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY", "bench-only"),
@@ -90,13 +91,28 @@ class EmbeddedStack:
             raise
         return self
 
+    def wait_web(self, timeout=60):
+        import urllib.request
+
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.web_url}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.3)
+
     def dataset(self, name, path, **kwargs):
         from django.core.files.uploadedfile import SimpleUploadedFile
 
-        from webapp.datasets.services import create_dataset
+        from webapp.datasets.services import create_and_convert
 
         upload = SimpleUploadedFile(Path(path).name, Path(path).read_bytes())
-        return create_dataset(team=self.team, user=self.user, name=name, upload=upload, **kwargs)
+        # Converted here, not by the stack's worker: the caller gets a READY dataset.
+        return create_and_convert(team=self.team, user=self.user, name=name, upload=upload, **kwargs)
 
     def submit(self, dataset, template, hyperparameters, input_mode="tensorflow"):
         from webapp.runs.services import create_run

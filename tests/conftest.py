@@ -69,11 +69,35 @@ def digits_npz(tmp_path):
 
 @pytest.fixture
 def digits_dataset(alice, digits_npz, settings, tmp_path):
-    from webapp.datasets.services import create_dataset
+    from webapp.datasets.services import create_and_convert
 
     user, team = alice
     upload = SimpleUploadedFile("digits.npz", digits_npz.read_bytes())
-    return create_dataset(team=team, user=user, name="digits", upload=upload)
+    return create_and_convert(team=team, user=user, name="digits", upload=upload)  # READY
+
+
+@pytest.fixture
+def eager_tasks():
+    """Celery tasks queued in this test run at once, in this process (their errors propagate)."""
+    from workers.celery import app
+
+    keys = ("task_always_eager", "task_eager_propagates")
+    before = {k: app.conf[k] for k in keys}
+    app.conf.update(dict.fromkeys(keys, True))
+    yield
+    app.conf.update(before)
+
+
+@pytest.fixture
+def upload_converted(eager_tasks, django_capture_on_commit_callbacks):
+    """post(client, data, **extra): an upload request whose conversion (queued on commit) runs before it returns."""
+    from django.urls import reverse
+
+    def post(client, data, **extra):
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(reverse("dataset_upload"), data, **extra)
+
+    return post
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ Set DATABASE_URL / CELERY_BROKER_URL to use PostgreSQL / Redis.
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -28,7 +29,33 @@ WEIGHTS_DIR = Path(env.str("SPARKDECK_WEIGHTS_DIR", default=str(VAR_DIR / "weigh
 PUBLIC_URL = env.str("SPARKDECK_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 # Python that runs the driver and the executors (the project's venv by default).
 SPARK_PYTHON = env.str("SPARKDECK_SPARK_PYTHON", default=str(BASE_DIR / ".venv" / "bin" / "python"))
-MAX_UPLOAD_BYTES = env.int("SPARKDECK_MAX_UPLOAD_BYTES", default=512 * 1024 * 1024)
+
+
+def _positive_int(name: str, default: int | None) -> int | None:
+    """A positive integer from the environment; anything else set there ("", "abc", "1.5", "0") stops startup."""
+    if name not in env:
+        return default
+    text = env.str(name).strip()
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name} must be a positive integer, not {text!r}")
+    return value
+
+
+# Upload size (dataset files together, a model file): SPARKDECK_MAX_UPLOAD_MB, or the older _BYTES.
+if "SPARKDECK_MAX_UPLOAD_MB" in env and "SPARKDECK_MAX_UPLOAD_BYTES" in env:
+    raise ImproperlyConfigured("set SPARKDECK_MAX_UPLOAD_MB or SPARKDECK_MAX_UPLOAD_BYTES, not both")
+if "SPARKDECK_MAX_UPLOAD_BYTES" in env:
+    MAX_UPLOAD_BYTES = _positive_int("SPARKDECK_MAX_UPLOAD_BYTES", None)
+else:
+    MAX_UPLOAD_BYTES = _positive_int("SPARKDECK_MAX_UPLOAD_MB", 512) * 2**20
+# Dataset conversion limits (webapp/datasets/services.limits()); unset = the ingest default.
+MAX_CLASSES = _positive_int("SPARKDECK_MAX_CLASSES", None)
+MAX_IMAGES = _positive_int("SPARKDECK_MAX_IMAGES", None)  # images in a ZIP of images
+MAX_PIXELS = _positive_int("SPARKDECK_MAX_PIXELS", None)  # pixels of one image in a ZIP
 RECONCILE_SECONDS = env.float("SPARKDECK_RECONCILE_SECONDS", default=2.0)
 
 INSTALLED_APPS = [

@@ -1,4 +1,5 @@
-"""Thin Celery tasks: ids in, JSON-only arguments, idempotent; the logic is in webapp/runs/lifecycle.py."""
+"""Thin Celery tasks: ids in, JSON-only arguments, idempotent; the logic is in webapp/runs/lifecycle.py
+and webapp/datasets/services.py."""
 
 from workers.celery import app
 
@@ -15,3 +16,11 @@ def reconcile_runs() -> int:
     from webapp.runs import lifecycle
 
     return lifecycle.reconcile_active()
+
+
+@app.task(name="workers.tasks.convert_dataset")
+def convert_dataset(dataset_id: int) -> None:
+    """Convert an UPLOADED dataset (claimed UPLOADED → CONVERTING); any other status: nothing to do."""
+    from webapp.datasets import services
+
+    services.convert(dataset_id)

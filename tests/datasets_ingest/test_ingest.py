@@ -78,7 +78,9 @@ def test_digits_convert(digits_files, digits, tmp_path, fmt):
     assert meta["shape"] == [8, 8, 1] and meta["num_classes"] == 10
     assert meta["class_names"] == info.class_names
     assert (meta["train_rows"], meta["test_rows"], meta["scale"]) == (1437, 360, 16.0)
-    assert meta["split"] == {"test_fraction": 0.2, "seed": 42}
+    assert meta["split"] == {"mode": "fraction", "test_fraction": 0.2, "seed": 42}
+    # The source's values: float32 images in the NPZ, whole numbers in the CSV's text.
+    assert meta["dtype"] == info.dtype == {"npz": "float32", "csv": "int64"}[fmt]
     assert read_info(dest) == info
 
     parquet = pq.ParquetFile(dest / "train.parquet")
@@ -256,7 +258,9 @@ BAD = [
     ("csv-empty-cell", "d.csv", _csv("a,b,label\n1,2,0\n3,,1\n"), "csv", {}, ["Line 3, column 'b'", "empty"]),
     ("csv-nan", "d.csv", _csv("a,b,label\n1,2,0\n3,4,1\nnan,1,1\n"), "csv", {}, ["Line 4, column 'a'", "not a finite"]),
     ("csv-no-label-column", "d.csv", _csv("a,b,class\n1,2,0\n3,4,1\n"), "csv", {}, ["no column named 'label'"]),
-    ("csv-no-header", "d.csv", _csv("1,2,0\n3,4,1\n"), "csv", {}, ["no column named 'label'", "header row"]),
+    # All numbers on the first line: no header, the label is the last column (here 1 row per class).
+    ("csv-no-header", "d.csv", _csv("1,2,0\n3,4,1\n"), "csv", {}, ["class(es) '0', '1'", "only 1 row"]),
+    ("csv-label-looks-like-data", "d.csv", _csv("1,2,cat\n3,4,dog\n"), "csv", {}, ["first line looks like data"]),
     ("csv-semicolons", "d.csv", _csv("a;b;label\n1;2;0\n"), "csv", {}, ["';' as separator"]),
     ("csv-empty-label", "d.csv", _csv("a,b,label\n1,2,0\n3,4,1\n3,4,\n"), "csv", {}, ["Line 4", "empty label"]),
     ("csv-not-utf8", "d.csv", _csv(b"a,b,label\n1,2,cat\n3,4,caf\xe9\n"), "csv", {}, ["Line 3", "UTF-8"]),

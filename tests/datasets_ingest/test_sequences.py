@@ -64,7 +64,7 @@ def test_npz_2d_is_univariate_sequence(tmp_path):
 
     meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
     assert meta["layout"] == "sequence" and meta["shape"] == [12, 1]
-    assert meta["split"] == {"test_fraction": 0.2, "seed": 42}
+    assert meta["split"] == {"mode": "fraction", "test_fraction": 0.2, "seed": 42}
     assert read_info(tmp_path / "ds") == info
 
 

@@ -5,6 +5,7 @@ import time
 import pytest
 from django.urls import reverse
 
+from webapp.datasets.models import Dataset
 from webapp.runs.models import Run
 
 
@@ -19,6 +20,21 @@ def wait_terminal(run_id, timeout, worker):
             return run, seen
         time.sleep(1)
     pytest.fail(f"run {run_id} still {seen} after {timeout}s; worker log:\n{worker.log_path.read_text()[-4000:]}")
+
+
+def wait_dataset_ready(pk, timeout=120, worker=None) -> Dataset:
+    """The dataset once the Celery worker converted it (READY); fails the test on FAILED or timeout."""
+    deadline = time.time() + timeout
+    while True:
+        ds = Dataset.objects.get(pk=pk)
+        if ds.status == Dataset.Status.READY:
+            return ds
+        if ds.status == Dataset.Status.FAILED:
+            pytest.fail(f"dataset {ds.name} failed to convert: {ds.status_reason}")
+        if time.time() > deadline:
+            log = worker.log_path.read_text()[-4000:] if worker is not None else ""
+            pytest.fail(f"dataset {ds.name} still {ds.status} after {timeout}s; worker log:\n{log}")
+        time.sleep(0.5)
 
 
 def submit(client, dataset, cluster, **hp):

@@ -9,7 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from tests.e2e.runs import submit, wait_terminal
+from tests.e2e.runs import submit, wait_dataset_ready, wait_terminal
 from webapp.datasets.ingest import write_digits_npz
 from webapp.datasets.models import Dataset
 from webapp.runs.models import MetricPoint, Run
@@ -18,13 +18,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.django_db(transact
 
 
 def upload(client, tmp_path, name, classes=None):
+    """Upload through the web form; the Celery worker (the caller's celery_worker fixture) converts it."""
     path = tmp_path / f"{name}.npz"
     write_digits_npz(path, classes=classes)
     resp = client.post(
         reverse("dataset_upload"), {"name": name, "file": SimpleUploadedFile(path.name, path.read_bytes())}
     )
     assert resp.status_code == 302, resp.content.decode()[:1000]
-    return Dataset.objects.get(name=name)
+    return wait_dataset_ready(Dataset.objects.get(name=name).pk, 120)
 
 
 def succeeded(run_id, worker, timeout=420):
@@ -114,7 +115,7 @@ def test_lstm_on_a_sequence_dataset(owner, tmp_path, loopback_cluster, celery_wo
         {"name": "waves", "layout": "sequence", "file": SimpleUploadedFile("waves.csv", path.read_bytes())},
     )
     assert resp.status_code == 302, resp.content.decode()[:1000]
-    ds = Dataset.objects.get(name="waves")
+    ds = wait_dataset_ready(Dataset.objects.get(name="waves").pk, 120, celery_worker)
     assert ds.layout == "sequence" and len(ds.shape) == 2
     # The CNN refuses sequences before anything is stored.
     resp = owner.post(reverse("run_new"), {"dataset": ds.pk, "template": "cnn", "input_mode": "tensorflow",

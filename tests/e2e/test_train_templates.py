@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from tests.e2e.runs import submit, wait_terminal
+from tests.e2e.runs import submit, wait_dataset_ready, wait_terminal
 from webapp.clusters.models import Cluster
 from webapp.datasets.models import Dataset
 from webapp.runs.models import MetricPoint, Run
@@ -26,7 +26,7 @@ def test_cnn_trains_end_to_end(alice, bob, digits_npz, loopback_cluster, celery_
         {"name": "digits", "file": SimpleUploadedFile("digits.npz", digits_npz.read_bytes())},
     )
     assert resp.status_code == 302
-    dataset = Dataset.objects.get(name="digits")
+    dataset = wait_dataset_ready(Dataset.objects.get(name="digits").pk, 120, celery_worker)  # converted by the worker
 
     run = submit(owner, dataset, loopback_cluster)
     run, seen = wait_terminal(run.pk, 420, celery_worker)

@@ -65,13 +65,14 @@ def test_unusable_base_runs_are_refused(client_a, alice, digits_dataset, cluster
 
 def test_another_teams_run_is_no_base(client_b, alice, bob, digits_dataset, cluster, tmp_path):
     from webapp.datasets.ingest import write_digits_npz
-    from webapp.datasets.services import create_dataset
+    from webapp.datasets.services import create_and_convert
 
     base = finished_run(alice[1], digits_dataset, cluster)
     npz = write_digits_npz(tmp_path / "b.npz")
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    theirs = create_dataset(team=bob[1], user=bob[0], name="b", upload=SimpleUploadedFile("b.npz", npz.read_bytes()))
+    upload = SimpleUploadedFile("b.npz", npz.read_bytes())
+    theirs = create_and_convert(team=bob[1], user=bob[0], name="b", upload=upload)
     resp = client_b.post(reverse("run_new"), featurizer_form(theirs, cluster, f"run:{base.pk}"))
     assert f"No run {base.pk} in your team" in errors_of(resp)
     assert f"run:{base.pk}" not in client_b.get(reverse("run_new")).content.decode()

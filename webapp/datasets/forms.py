@@ -2,11 +2,15 @@ from django import forms
 
 from .ingest import DatasetError, parse_shape
 from .models import Dataset
+from .services import DEFAULT_TEST_FRACTION, parse_image_size
 
 
 class UploadForm(forms.Form):
     name = forms.CharField(max_length=200)
-    file = forms.FileField(help_text="NPZ with arrays x and y, or CSV with feature columns and a label column.")
+    file = forms.FileField(
+        help_text="NPZ with arrays x and y; CSV, TSV or Parquet with feature columns and a label column; "
+        "or a ZIP of PNG/JPEG images with one folder per class."
+    )
     label_column = forms.CharField(max_length=100, initial="label", required=False)
     # Not required, so that clients posting only name + file keep getting images.
     layout = forms.ChoiceField(
@@ -21,9 +25,40 @@ class UploadForm(forms.Form):
         required=False,
         help_text="e.g. 28x28 or 28x28x3 for images, 20x3 for sequences; empty = inferred",
     )
+    x_key = forms.CharField(max_length=100, initial="x", required=False, label="Features array (NPZ)")
+    y_key = forms.CharField(max_length=100, initial="y", required=False, label="Labels array (NPZ)")
+    image_size = forms.CharField(
+        max_length=20,
+        required=False,
+        help_text="ZIP of images: the size every image is brought to, height x width (e.g. 64x64); "
+        "empty = the most common size in the archive",
+    )
+    test_fraction = forms.FloatField(
+        min_value=0.01,
+        max_value=0.9,
+        initial=DEFAULT_TEST_FRACTION,
+        required=False,
+        help_text="Share of the rows held out for testing (stratified by class); ignored with a test file.",
+    )
+    test_file = forms.FileField(
+        required=False,
+        help_text="Optional: the test split as its own file, in the same format; then nothing is split off.",
+    )
 
     def clean_layout(self):
         return self.cleaned_data.get("layout") or Dataset.Layout.IMAGE
+
+    def clean_test_fraction(self):
+        value = self.cleaned_data.get("test_fraction")
+        return DEFAULT_TEST_FRACTION if value is None else value
+
+    def clean_image_size(self):
+        text = (self.cleaned_data.get("image_size") or "").strip()
+        try:
+            parse_image_size(text)
+        except DatasetError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return text
 
     def clean(self):
         data = super().clean()
@@ -34,4 +69,6 @@ class UploadForm(forms.Form):
             except DatasetError as exc:
                 self.add_error("shape", str(exc))
         data["shape"] = text
+        for key, default in (("x_key", "x"), ("y_key", "y"), ("label_column", "label")):
+            data[key] = (data.get(key) or "").strip() or default
         return data

@@ -1,59 +1,115 @@
+from django.conf import settings
 from django.contrib import messages
-from django.http import FileResponse, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.accounts.services import can_submit, current_team
 
 from .forms import UploadForm
 from .ingest import DatasetError, preview
 from .models import Dataset
-from .services import create_dataset
+from .services import archive_dataset, create_dataset, delete_dataset
+from .thumbs import image_samples
+from .uploads import LimitedUploadHandler, declared_too_large, too_large_message
+
+
+def _team_dataset(request, pk):
+    """The dataset if it belongs to one of the user's teams, else 404 (never 403: ids do not leak)."""
+    return get_object_or_404(Dataset.objects.for_user(request.user).select_related("created_by"), pk=pk)
 
 
 def dataset_list(request):
     team = current_team(request)
-    datasets = Dataset.objects.for_user(request.user).filter(team=team)
-    return render(request, "datasets/list.html", {"datasets": datasets, "team": team, "form": UploadForm()})
+    show_archived = request.GET.get("archived") == "1"
+    datasets = Dataset.objects.for_user(request.user).filter(team=team).select_related("created_by")
+    archived = datasets.filter(status=Dataset.Status.ARCHIVED).count()
+    if not show_archived:
+        datasets = datasets.exclude(status=Dataset.Status.ARCHIVED)
+    return render(
+        request,
+        "datasets/list.html",
+        {"datasets": datasets, "team": team, "show_archived": show_archived, "archived_count": archived},
+    )
 
 
+@csrf_exempt  # the CSRF check runs in _upload, after the upload handlers are in place
 @require_http_methods(["GET", "POST"])
 def dataset_upload(request):
-    team = current_team(request)
-    form = UploadForm(request.POST or None, request.FILES or None)
+    """Refuse an oversized upload from its Content-Length before reading the body, and while streaming it."""
     wants_json = request.headers.get("x-requested-with") == "XMLHttpRequest"
+    limit = settings.MAX_UPLOAD_BYTES
     if request.method == "POST":
+        if declared_too_large(request, limit):
+            return _refuse(request, wants_json, too_large_message(limit), status=413)
+        handler = LimitedUploadHandler(request, limit)
+        request.upload_handlers.insert(0, handler)
+        request.upload_limit_handler = handler
+    return _upload(request)
+
+
+@csrf_protect
+def _upload(request):
+    team = current_team(request)
+    wants_json = request.headers.get("x-requested-with") == "XMLHttpRequest"
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        handler = getattr(request, "upload_limit_handler", None)
+        if handler is not None and handler.exceeded:
+            return _refuse(request, wants_json, too_large_message(handler.limit), status=413)
         error = None
         if not can_submit(request.user, team):
             error = "Viewers cannot upload datasets."
         elif form.is_valid():
+            d = form.cleaned_data
             try:
                 ds = create_dataset(
                     team=team,
                     user=request.user,
-                    name=form.cleaned_data["name"],
-                    upload=form.cleaned_data["file"],
-                    label_column=form.cleaned_data["label_column"] or "label",
-                    layout=form.cleaned_data["layout"],
-                    shape_text=form.cleaned_data["shape"],
+                    name=d["name"],
+                    upload=d["file"],
+                    label_column=d["label_column"],
+                    layout=d["layout"],
+                    shape_text=d["shape"],
+                    x_key=d["x_key"],
+                    y_key=d["y_key"],
+                    image_size_text=d["image_size"],
+                    test_fraction=d["test_fraction"],
+                    test_upload=d["test_file"],
                 )
             except DatasetError as exc:
                 error = str(exc)
             else:
                 if wants_json:
-                    return JsonResponse({"url": ds.get_absolute_url()})
-                messages.success(request, f"Dataset {ds.name} is ready.")
-                return redirect("dataset_detail", pk=ds.pk)
+                    return JsonResponse({"url": ds.get_absolute_url(), "status": ds.status})
+                messages.success(request, f"Dataset {ds.name} is uploaded; it is being converted.")
+                return redirect(ds)
         else:
             error = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
-        if wants_json:
-            return JsonResponse({"error": error}, status=400)
-        messages.error(request, error)
-    return render(request, "datasets/upload.html", {"form": form, "team": team})
+        return _refuse(request, wants_json, error, status=400, form=form, team=team)
+    return render(request, "datasets/upload.html", _upload_context(form, team))
+
+
+def _upload_context(form, team):
+    return {"form": form, "team": team, "max_upload_bytes": settings.MAX_UPLOAD_BYTES}
+
+
+def _refuse(request, wants_json, error, status, form=None, team=None):
+    if wants_json:
+        return JsonResponse({"error": error}, status=status)
+    messages.error(request, error)
+    if form is None:  # nothing of the body was read: a fresh form
+        return redirect("dataset_upload")
+    return render(request, "datasets/upload.html", _upload_context(form, team), status=status)
 
 
 SKETCHES_PER_CLASS = 3
 SKETCH_CLASSES = 8
+PREVIEW_ROWS = 24
+# Rows read for the per-class image grid (usually all in the first Parquet row group).
+SAMPLE_ROWS = 256
 
 
 def _sketches(samples) -> list[tuple[str, list]]:
@@ -66,14 +122,90 @@ def _sketches(samples) -> list[tuple[str, list]]:
     return [(rows[0].label, rows) for _, rows in sorted(by_class.items())][:SKETCH_CLASSES]
 
 
+def _previews(ds):
+    """(table rows, sequence sketches, image grid) for a dataset whose converted files exist."""
+    if not ds.has_files:
+        return [], [], []
+    try:
+        samples = preview(ds.storage_dir, n=SAMPLE_ROWS)
+    except (OSError, DatasetError, KeyError, ValueError):
+        return [], [], []  # files gone or unreadable: the page still shows what the row knows
+    if ds.is_sequence:
+        return samples[:PREVIEW_ROWS], _sketches(samples), []
+    grid = image_samples(samples)
+    return ([] if grid else samples[:PREVIEW_ROWS]), [], grid
+
+
 def dataset_detail(request, pk):
-    ds = get_object_or_404(Dataset.objects.for_user(request.user), pk=pk)
-    samples = preview(ds.storage_dir, n=24)
-    sketches = _sketches(samples) if ds.is_sequence else []
-    runs = ds.runs.order_by("-created_at")[:20]
-    return render(request, "datasets/detail.html", {"ds": ds, "samples": samples, "sketches": sketches, "runs": runs})
+    ds = _team_dataset(request, pk)
+    table, sketches, grid = _previews(ds)
+    runs = ds.runs.order_by("-created_at")
+    counts = [{"name": name, "count": count} for name, count in zip(ds.class_names, ds.class_counts, strict=False)]
+    return render(
+        request,
+        "datasets/detail.html",
+        {
+            "ds": ds,
+            "samples": table,
+            "sketches": sketches,
+            "image_grid": grid,
+            "runs": runs[:50],
+            "run_count": runs.count(),
+            "class_counts": counts,
+            "can_edit": can_submit(request.user, ds.team),
+            "status_url": reverse("dataset_status", args=[ds.pk]),
+        },
+    )
+
+
+@require_GET
+def dataset_status(request, pk):
+    ds = _team_dataset(request, pk)
+    return JsonResponse(
+        {
+            "id": ds.pk,
+            "status": ds.status,
+            "label": ds.get_status_display(),
+            "reason": ds.status_reason,
+            "active": ds.is_active,
+            "url": ds.get_absolute_url(),
+        }
+    )
 
 
 def dataset_download(request, pk):
-    ds = get_object_or_404(Dataset.objects.for_user(request.user), pk=pk)
-    return FileResponse(open(ds.original_path(), "rb"), as_attachment=True, filename=ds.original_name)
+    ds = _team_dataset(request, pk)
+    path = ds.original_path()
+    if not path.exists():
+        raise Http404("The uploaded file is no longer stored.")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=ds.original_name)
+
+
+@require_POST
+def dataset_delete(request, pk):
+    ds = _team_dataset(request, pk)
+    if not can_submit(request.user, ds.team):
+        messages.error(request, "Viewers cannot delete datasets.")
+        return redirect(ds)
+    try:
+        delete_dataset(ds)
+    except DatasetError as exc:  # DatasetInUse: the page offers archiving instead
+        messages.error(request, str(exc))
+        return redirect(ds)
+    messages.success(request, f"Dataset {ds.name} and its files were deleted.")
+    return redirect("dataset_list")
+
+
+@require_POST
+def dataset_archive(request, pk):
+    ds = _team_dataset(request, pk)
+    if not can_submit(request.user, ds.team):
+        messages.error(request, "Viewers cannot archive datasets.")
+        return redirect(ds)
+    try:
+        archive_dataset(ds)
+    except DatasetError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Dataset {ds.name} is archived: hidden from new runs, its files kept.")
+    return redirect(ds)

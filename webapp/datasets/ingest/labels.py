@@ -54,20 +54,27 @@ class LabelCollector:
         return final[codes], names
 
 
-def check_classes(codes: np.ndarray, names: list[str]) -> list[int]:
-    """Return the row count per class; refuse data a stratified split cannot handle."""
+def check_classes(codes: np.ndarray, names: list[str], unit: str = "row", min_rows: int = 2) -> list[int]:
+    """Return the row count per class; refuse data a stratified split cannot handle.
+
+    ``unit`` names a row in messages ("row", "image"); ``min_rows`` is the fewest rows a class may
+    have (2 when a test split is drawn from it, 1 when the test set was uploaded separately).
+    """
     counts = np.bincount(codes, minlength=len(names)).tolist()
     if len(names) < 2:
-        only = f" (every row is {names[0]!r})" if names else ""
+        only = f" (every {unit} is {names[0]!r})" if names else ""
+        if unit == "image":
+            fix = "Put the images of each class in their own folder, named after the class."
+        else:
+            fix = "Check that the label column/array is the right one."
         raise DatasetError(
-            f"The dataset needs at least 2 classes to train a classifier, but it has {len(names)}"
-            f"{only}. Check that the label column/array is the right one."
+            f"The dataset needs at least 2 classes to train a classifier, but it has {len(names)}{only}. {fix}"
         )
-    small = [f"{name!r}" for name, n in zip(names, counts, strict=True) if n < 2]
+    small = [f"{name!r}" for name, n in zip(names, counts, strict=True) if n < min_rows]
     if small:
         shown = ", ".join(small[:10]) + (" …" if len(small) > 10 else "")
         raise DatasetError(
-            f"Every class needs at least 2 rows (one for training, one for testing); class(es) "
-            f"{shown} have only 1 row. Add more examples or remove those rows."
+            f"Every class needs at least 2 {unit}s (one for training, one for testing); class(es) "
+            f"{shown} have only 1 {unit}. Add more examples or remove those {unit}s."
         )
     return counts

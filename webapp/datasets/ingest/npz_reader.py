@@ -17,6 +17,7 @@ from .info import Limits, Scan
 from .labels import LabelCollector
 
 CHUNK_VALUES = 4_000_000  # values per chunk of x: 32 MB as float64
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError)
 
 
@@ -70,8 +71,11 @@ class NpzSource:
                 missing = [k for k in (x_key, y_key) if k not in members]
                 if missing:
                     have = ", ".join(repr(k) for k in sorted(members)) or "no arrays at all"
+                    hint = ""
+                    if not members and any(n.lower().endswith(IMAGE_SUFFIXES) for n in zf.namelist()):
+                        hint = " It holds images: to upload a zip of image folders, name it .zip."
                     raise DatasetError(
-                        f"The NPZ has no array named {missing[0]!r}; it contains {have}. Save the "
+                        f"The NPZ has no array named {missing[0]!r}; it contains {have}.{hint} Save the "
                         f"features as {x_key!r} and the labels as {y_key!r}: "
                         f"numpy.savez(path, {x_key}=features, {y_key}=labels)."
                     )
@@ -191,7 +195,7 @@ class NpzSource:
         collector = LabelCollector(self.limits.max_classes)
         collector.add(self.y)
         codes, names = collector.finish()
-        return Scan(rows=self.rows, codes=codes, class_names=names, minimum=lo, maximum=hi)
+        return Scan(rows=self.rows, codes=codes, class_names=names, minimum=lo, maximum=hi, dtype=self._x_dtype.name)
 
     def check_values(self, start: int, chunk: np.ndarray) -> None:
         """Refuse NaN/inf, naming the first offending row."""

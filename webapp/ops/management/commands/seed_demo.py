@@ -11,7 +11,7 @@ from webapp.accounts.models import Membership, Team
 from webapp.clusters.models import Cluster
 from webapp.datasets.ingest.digits import write_digits_npz
 from webapp.datasets.models import Dataset
-from webapp.datasets.services import create_dataset
+from webapp.datasets.services import create_and_convert
 
 
 class Command(BaseCommand):
@@ -52,5 +52,5 @@ class Command(BaseCommand):
                 path = Path(tmp) / "digits.npz"
                 write_digits_npz(path)
                 upload = SimpleUploadedFile("digits.npz", path.read_bytes())
-                create_dataset(team=team, user=demo, name="digits", upload=upload)
+                create_and_convert(team=team, user=demo, name="digits", upload=upload)  # READY at once
         self.stdout.write(f"demo login: demo / {password} (admin: admin / {password})")
