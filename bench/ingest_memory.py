@@ -191,6 +191,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     os.environ["SPARKDECK_MAX_UPLOAD_MB"] = str(int(args.csv_mb * 2 + 100))
+    os.environ["SPARKDECK_MAX_VALUES"] = str(2_000_000_000)  # a 1 GB pixel CSV holds ~330 M values
     with EmbeddedStack(keep=args.keep) as stack:
         stack.wait_web()
         session = login(stack.web_url)

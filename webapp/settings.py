@@ -56,7 +56,10 @@ else:
 MAX_CLASSES = _positive_int("SPARKDECK_MAX_CLASSES", None)
 MAX_IMAGES = _positive_int("SPARKDECK_MAX_IMAGES", None)  # images in a ZIP of images
 MAX_PIXELS = _positive_int("SPARKDECK_MAX_PIXELS", None)  # pixels of one image in a ZIP
+MAX_VALUES = _positive_int("SPARKDECK_MAX_VALUES", None)  # rows × features of one dataset (bounds its Parquet)
 RECONCILE_SECONDS = env.float("SPARKDECK_RECONCILE_SECONDS", default=2.0)
+# A conversion still CONVERTING after this long lost its worker (killed, restarted): it is failed.
+CONVERSION_TIMEOUT_SECONDS = _positive_int("SPARKDECK_CONVERSION_TIMEOUT_SECONDS", 4 * 3600)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

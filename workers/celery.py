@@ -21,6 +21,7 @@ def _schedule(sender, **kwargs):
 
     # Status is tracked by polling, so a worker restart never loses a run.
     sender.add_periodic_task(settings.RECONCILE_SECONDS, sender.signature("workers.tasks.reconcile_runs"))
+    sender.add_periodic_task(60.0, sender.signature("workers.tasks.sweep_conversions"))
 
 
 app.autodiscover_tasks(["workers"])

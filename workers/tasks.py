@@ -24,3 +24,10 @@ def convert_dataset(dataset_id: int) -> None:
     from webapp.datasets import services
 
     services.convert(dataset_id)
+
+
+@app.task(name="workers.tasks.sweep_conversions", ignore_result=True)
+def sweep_conversions() -> int:
+    from webapp.datasets import services
+
+    return services.fail_stale_conversions()

@@ -496,3 +496,21 @@ def test_limit_settings_are_parsed_strictly(env, ok):
         assert proc.stdout.split() == [str(64 * 2**20), "12"]
     else:
         assert proc.returncode != 0 and "ImproperlyConfigured" in proc.stderr
+
+
+def test_a_conversion_whose_worker_vanished_is_failed_by_the_sweep(uploaded, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.datasets.services import fail_stale_conversions
+
+    settings.CONVERSION_TIMEOUT_SECONDS = 600
+    uploaded.transition(Status.CONVERTING)  # claimed, then the worker died
+    assert uploaded.conversion_started_at is not None
+    assert fail_stale_conversions(now=timezone.now() + timedelta(seconds=599)) == 0
+    uploaded.refresh_from_db()
+    assert uploaded.status == Status.CONVERTING
+    assert fail_stale_conversions(now=timezone.now() + timedelta(seconds=601)) == 1
+    uploaded.refresh_from_db()
+    assert uploaded.status == Status.FAILED and "did not finish within 10 minutes" in uploaded.status_reason

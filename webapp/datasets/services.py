@@ -46,6 +46,7 @@ def limits() -> Limits:
         ("max_classes", settings.MAX_CLASSES),
         ("max_images", settings.MAX_IMAGES),
         ("max_pixels", settings.MAX_PIXELS),
+        ("max_values", settings.MAX_VALUES),
     ):
         if value:
             kwargs[field] = value
@@ -383,3 +384,25 @@ def archive_dataset(ds: Dataset) -> None:
         raise DatasetError(f"Only ready datasets can be archived; {ds.name} is {state}.") from None
     except StaleStatus:
         raise DatasetError(f"Dataset {ds.name} changed meanwhile (now {ds.status}); look again.") from None
+
+
+def fail_stale_conversions(now=None) -> int:
+    """CONVERTING for longer than settings.CONVERSION_TIMEOUT_SECONDS: the worker that claimed it is
+    gone (a live one finishes or fails the dataset itself). Fail it so it can be deleted/re-uploaded."""
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    limit = settings.CONVERSION_TIMEOUT_SECONDS
+    cutoff = now - timezone.timedelta(seconds=limit)
+    failed = 0
+    for ds in Dataset.objects.filter(status=Status.CONVERTING, conversion_started_at__lt=cutoff):
+        try:
+            ds.transition(
+                Status.FAILED,
+                reason=f"The conversion did not finish within {limit // 60} minutes (its worker stopped). "
+                "Delete the dataset and upload the file again.",
+            )
+            failed += 1
+        except (StaleStatus, IllegalTransition):
+            pass  # finished meanwhile
+    return failed

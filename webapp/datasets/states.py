@@ -31,6 +31,7 @@ TRANSITIONS = {
 
 # The timestamp each status stamps when entered.
 STAMPS = {
+    Status.CONVERTING: "conversion_started_at",
     Status.READY: "converted_at",
 }
 
