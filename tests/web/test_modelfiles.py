@@ -36,7 +36,8 @@ def stored(settings):
 
 
 def system_temp():
-    return {n for n in os.listdir(tempfile.gettempdir()) if "model" in n}
+    # Training jobs running at the same time make sparkdeck-worker-model-* dirs: not ours to count.
+    return {n for n in os.listdir(tempfile.gettempdir()) if "model" in n and not n.startswith("sparkdeck-worker-model")}
 
 
 def upload(client, name, filename, content, **extra):
