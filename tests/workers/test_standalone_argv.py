@@ -159,7 +159,9 @@ def test_get_backend():
     b = get_backend("standalone", master_url="spark://h:7077", rest_url="http://h:8080/", name="ignored")
     assert isinstance(b, StandaloneBackend) and b.rest_url == "http://h:8080"
     with pytest.raises(BackendError, match="not available"):
-        get_backend("yarn")
+        get_backend("local")
+    with pytest.raises(BackendError, match="ResourceManager web address"):
+        get_backend("yarn")  # a YARN cluster needs its rest_url
     with pytest.raises(BackendError, match="Unknown"):
         get_backend("mesos")
 

@@ -1,4 +1,4 @@
-"""The interface every cluster backend implements (standalone now; YARN and local later).
+"""The interface every cluster backend implements (standalone, YARN; local later).
 
 Django-free on purpose: the Celery tasks translate model rows into a SubmitRequest and store the
 returned Handle (a plain JSON-able dict) on the run, so a worker restart can pick the run up again.
@@ -95,6 +95,12 @@ def get_backend(kind: str, **cluster_settings: Any) -> Backend:
         from workers.backends.standalone import StandaloneBackend
 
         return StandaloneBackend(**cluster_settings)
-    if kind in ("yarn", "local"):
+    if kind == "yarn":
+        if not cluster_settings.get("rest_url"):
+            raise BackendError("A 'yarn' cluster is not available without its ResourceManager web address (rest_url).")
+        from workers.backends.yarn import YarnBackend
+
+        return YarnBackend(**cluster_settings)
+    if kind == "local":
         raise BackendError(f"The {kind!r} cluster backend is not available yet.")
     raise BackendError(f"Unknown cluster kind {kind!r}.")
