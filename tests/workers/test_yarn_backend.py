@@ -287,7 +287,7 @@ def fake_run(tmp_path, url, rc=None, log="", result=False, pid=999_999_999, mode
         (run_dir / "driver.rc").write_text(f"{rc}\n")
     if result:
         (run_dir / "result.json").write_text('{"test_accuracy": 0.9}')
-    return {"backend": "yarn", "run_dir": str(run_dir), "pid": pid, "rest_url": url, "deploy_mode": mode}
+    return {"backend": "yarn", "run_dir": str(run_dir), "launcher_pid": pid, "rest_url": url, "deploy_mode": mode}
 
 
 SUBMITTED_LINE = f"23/11/16 00:01:40 INFO Client: Submitted application {APP}\n"
@@ -344,7 +344,7 @@ def test_cluster_mode_rm_blip(tmp_path, rm):
         (run_dir / "driver.log").write_text(SUBMITTED_LINE)
         rm.apps[APP] = "app_running.json"
         b = backend_for(rm.url, deploy_mode="cluster")
-        handle = {"run_dir": str(run_dir), "pid": proc.pid, "rest_url": rm.url, "deploy_mode": "cluster"}
+        handle = {"run_dir": str(run_dir), "launcher_pid": proc.pid, "rest_url": rm.url, "deploy_mode": "cluster"}
         assert b.status(handle).state == "RUNNING"
         handle["rest_url"] = f"http://127.0.0.1:{closed_port()}"
         st = b.status(handle)
@@ -376,7 +376,7 @@ def test_client_mode_running_blip_404_and_cancel(tmp_path, rm):
     run_dir.mkdir()
     proc = start_launcher(run_dir)
     b = backend_for(rm.url, rm_user="sparkdeck")
-    handle = {"backend": "yarn", "run_dir": str(run_dir), "pid": proc.pid, "rest_url": rm.url}
+    handle = {"backend": "yarn", "run_dir": str(run_dir), "launcher_pid": proc.pid, "rest_url": rm.url}
     try:
         assert b.status(handle).state == "SUBMITTED"  # no app id printed yet
 
@@ -509,7 +509,7 @@ def test_submit_with_fake_spark_submit(tmp_path, rm, monkeypatch):
     rm.apps[APP] = "app_succeeded.json"
     b = YarnBackend(rm.url, queue="ml", spark_submit=str(fake), timeout=2)
     handle = b.submit(req_for(tmp_path))
-    assert handle["backend"] == "yarn" and handle["rest_url"] == rm.url and handle["pid"] > 0
+    assert handle["backend"] == "yarn" and handle["rest_url"] == rm.url and handle["launcher_pid"] > 0
     run_dir = Path(handle["run_dir"])
     assert json.loads(json.dumps(handle)) == handle
     deadline = time.monotonic() + 15

@@ -3,11 +3,11 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
-from django.utils import timezone
 
 from webapp.accounts.models import Team, TeamScopedQuerySet
+from webapp.statemachine import compare_and_set
 
-from .states import ACTIVE, STAMPS, TERMINAL, USABLE, StaleStatus, Status, check_move
+from .states import ACTIVE, STAMPS, TERMINAL, TRANSITIONS, USABLE, Status
 
 UPLOAD_DIR = "upload"  # <storage_dir>/upload/original.<ext> (and test.<ext>): the files as uploaded
 
@@ -121,18 +121,6 @@ class Dataset(models.Model):
         another writer changed the status (or deleted the row) first; the in-memory copy is
         refreshed then, where the row still exists.
         """
-        check_move(self.status, target)
-        fields = {**fields, "status": target}
-        if target in STAMPS:
-            fields[STAMPS[target]] = timezone.now()
         if reason:
             fields["status_reason"] = reason[:2000]
-        updated = Dataset.objects.filter(pk=self.pk, status=self.status).update(**fields)
-        if updated != 1:
-            expected = self.status
-            current = Dataset.objects.filter(pk=self.pk).values_list("status", flat=True).first()
-            if current is not None:
-                self.refresh_from_db()
-            raise StaleStatus(f"dataset {self.pk} is now {current or 'deleted'}, not {expected}")
-        for key, value in fields.items():
-            setattr(self, key, value)
+        compare_and_set(self, target, TRANSITIONS, STAMPS, fields)

@@ -6,6 +6,8 @@ READY → ARCHIVED (hidden, files kept for the runs that used it).
 
 from django.db import models
 
+from webapp.statemachine import IllegalTransition, StaleStatus  # noqa: F401 (re-exported)
+
 
 class Status(models.TextChoices):
     UPLOADED = "UPLOADED", "Uploaded"
@@ -39,16 +41,3 @@ STAMPS = {
 USABLE = frozenset({Status.READY})
 # Deleting is refused while a worker writes into the dataset's directory.
 DELETABLE = frozenset({Status.UPLOADED, Status.READY, Status.FAILED, Status.ARCHIVED})
-
-
-class IllegalTransition(Exception):
-    pass
-
-
-class StaleStatus(Exception):
-    """Another writer moved the dataset first (compare-and-set lost)."""
-
-
-def check_move(current: str, target: str) -> None:
-    if target not in TRANSITIONS[Status(current)]:
-        raise IllegalTransition(f"a dataset cannot go from {current} to {target}")

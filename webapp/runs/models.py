@@ -9,8 +9,9 @@ from django.utils import timezone
 from webapp.accounts.models import Team, TeamScopedQuerySet
 from webapp.clusters.models import Cluster
 from webapp.datasets.models import Dataset
+from webapp.statemachine import compare_and_set
 
-from .states import ACTIVE, STAMPS, TERMINAL, StaleStatus, Status, check_move
+from .states import ACTIVE, STAMPS, TERMINAL, TRANSITIONS, Status
 
 
 def new_token():
@@ -89,21 +90,11 @@ class Run(models.Model):
         Raises IllegalTransition for a move the state machine forbids and StaleStatus when
         another writer changed the status first (the in-memory copy is refreshed then).
         """
-        check_move(self.status, target)
-        now = timezone.now()
-        fields = {**fields, "status": target}
-        if target in STAMPS:
-            fields[STAMPS[target]] = now
         if reason:
             fields["status_reason"] = reason[:2000]
         if detail:
             fields["status_detail"] = detail[:20000]
-        updated = Run.objects.filter(pk=self.pk, status=self.status).update(**fields)
-        if updated != 1:
-            self.refresh_from_db()
-            raise StaleStatus(f"run {self.pk} is now {self.status}, not the expected state")
-        for key, value in fields.items():
-            setattr(self, key, value)
+        compare_and_set(self, target, TRANSITIONS, STAMPS, fields)
 
 
 class MetricPoint(models.Model):

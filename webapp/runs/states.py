@@ -2,6 +2,8 @@
 
 from django.db import models
 
+from webapp.statemachine import IllegalTransition, StaleStatus  # noqa: F401 (re-exported)
+
 
 class Status(models.TextChoices):
     QUEUED = "QUEUED", "Queued"
@@ -34,16 +36,3 @@ STAMPS = {
     Status.FAILED: "finished_at",
     Status.CANCELLED: "finished_at",
 }
-
-
-class IllegalTransition(Exception):
-    pass
-
-
-class StaleStatus(Exception):
-    """Another writer moved the run first (compare-and-set lost)."""
-
-
-def check_move(current: str, target: str) -> None:
-    if target not in TRANSITIONS[Status(current)]:
-        raise IllegalTransition(f"a run cannot go from {current} to {target}")

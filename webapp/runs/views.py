@@ -9,7 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.accounts.services import can_submit, current_team
-from webapp.catalog.registry import TEMPLATES
+from webapp.catalog.registry import REF, TEMPLATES
 from webapp.datasets.models import Dataset
 from workers.backends.base import BackendError
 
@@ -88,7 +88,10 @@ def _base_links(run):
     """Hyperparameters that reference another run or a model file, as (name, label, url)."""
     links = []
     for key, value in run.hyperparameters.items():
-        kind, _, ident = str(value).partition(":")
+        m = REF.match(str(value))
+        if not m:
+            continue
+        kind, ident = m.groups()
         if kind == "run" and ident.isdigit():
             links.append((key, f"run {ident}", reverse("run_detail", args=[int(ident)])))
         elif kind == "file" and ident.isdigit():

@@ -267,6 +267,10 @@ class StandaloneBackend(Backend):
         env = self.build_env(req)
         rest_url = self._rest()
         check_capacity(self.master_state(rest_url), req)
+        return self._launch(req, argv, env, master_url=req.master_url or self.master_url, rest_url=rest_url)
+
+    def _launch(self, req: SubmitRequest, argv: list[str], env: dict, **handle) -> Handle:
+        """Start spark-submit under workers.launcher, detached; the handle (plus `handle` keys)."""
         run_dir = req.run_dir.resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
         old = self._launcher_info(run_dir)
@@ -285,8 +289,7 @@ class StandaloneBackend(Backend):
             "run_id": req.run_id,
             "run_dir": str(run_dir),
             "launcher_pid": proc.pid,
-            "master_url": req.master_url or self.master_url,
-            "rest_url": rest_url,
+            **handle,
             "app_id": None,
             "ui_url": None,
             "submitted": time.time(),

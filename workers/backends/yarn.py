@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -38,12 +37,11 @@ from workers.backends.standalone import (
     StandaloneBackend,
     _find_marker,
     _group_in_dir,
-    _popen_detached,
     _read_int,
     _tail_lines,
     failure_reason,
 )
-from workers.launcher import INFO_NAME, LOG_NAME, RC_NAME, write_atomic
+from workers.launcher import LOG_NAME, RC_NAME, write_atomic
 from workers.localcluster import stop_groups
 
 DEPLOY_MODES = ("client", "cluster")
@@ -288,30 +286,7 @@ class YarnBackend(StandaloneBackend):
             )
         rest_url = self._rest()
         self.cluster_info(rest_url)
-        run_dir = req.run_dir.resolve()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        old = self._launcher_info(run_dir)
-        if old and self._launcher_alive(old.get("pid"), run_dir):
-            raise BackendError("This run already has a driver running.")
-        for stale in (RC_NAME, INFO_NAME, CANCEL_NAME):  # leftovers of an earlier attempt
-            (run_dir / stale).unlink(missing_ok=True)
-        with open(run_dir / LOG_NAME, "ab") as log:
-            proc = _popen_detached(
-                [sys.executable, "-m", "workers.launcher", "--run-dir", str(run_dir), "--", *argv], log=log, env=env
-            )
-        return {
-            "backend": self.kind,
-            "run_id": req.run_id,
-            "run_dir": str(run_dir),
-            "rest_url": rest_url,
-            "pid": proc.pid,
-            "launcher_pid": proc.pid,  # the name the shared launcher helpers use
-            "deploy_mode": self.deploy_mode,
-            "queue": self.queue,
-            "app_id": None,
-            "ui_url": None,
-            "submitted": time.time(),
-        }
+        return self._launch(req, argv, env, rest_url=rest_url, deploy_mode=self.deploy_mode, queue=self.queue)
 
     # -- status ----------------------------------------------------------------------------------
 
@@ -324,10 +299,6 @@ class YarnBackend(StandaloneBackend):
             m = APP_ID_RE.match(submitted or "")
             app_id = m.group(1) if m else None
         handle["app_id"] = app_id
-
-    @staticmethod
-    def _pid(handle: Handle) -> int | None:
-        return handle.get("launcher_pid") or handle.get("pid")
 
     def status(self, handle: Handle) -> BackendStatus:
         run_dir = Path(handle["run_dir"])
@@ -351,7 +322,7 @@ class YarnBackend(StandaloneBackend):
 
     def _yarn_status(self, handle: Handle, run_dir: Path, log_path: Path) -> BackendStatus:
         rc = _read_int(run_dir / RC_NAME)
-        alive = rc is None and self._launcher_alive(self._pid(handle), run_dir)
+        alive = rc is None and self._launcher_alive(handle.get("launcher_pid"), run_dir)
         if rc is None and not alive:
             rc = _read_int(run_dir / RC_NAME)  # the launcher may have written it just before exiting
         cancelled = (run_dir / CANCEL_NAME).exists()
@@ -434,7 +405,7 @@ class YarnBackend(StandaloneBackend):
                 # client mode: stopping the driver below ends the application too
         write_atomic(run_dir / CANCEL_NAME, json.dumps({"ts": time.time()}))
         groups = []
-        launcher_pid = self._pid(handle)
+        launcher_pid = handle.get("launcher_pid")
         if self._launcher_alive(launcher_pid, run_dir):
             groups.append(launcher_pid)  # started with start_new_session: pgid == pid
         child = self._launcher_info(run_dir).get("child_pid")
