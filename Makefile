@@ -9,7 +9,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run stop test test-fast lint format bench clean
+.PHONY: install browser run stop test test-fast lint format bench bench-history clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -35,15 +35,27 @@ run: install var/secret_key
 stop:
 	DJANGO_SECRET_KEY=stop $(PY) manage.py run_stack --stop
 
-test: install
+# The browser test (tests/browser) drives Debian's chromium through Playwright's Python package (no
+# `playwright install`): installed here when missing. Without apt (or root) this only warns, and the
+# browser test then fails saying so.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || echo "WARNING: could not install Debian's chromium (apt-get install -y chromium, as root); the browser test will fail"
+
+define run-pytest
 	DJANGO_SECRET_KEY=collect $(PY) manage.py collectstatic --noinput -v 0
 	DATABASE_URL="$(TEST_DATABASE_URL)" CELERY_BROKER_URL="$(TEST_BROKER_URL)" \
 	DJANGO_SECRET_KEY=test-only-secret SPARKDECK_VAR_DIR="$(CURDIR)/var/test" \
 	$(PY) -m pytest $(PYTEST_ARGS)
+endef
 
-# Everything but the real-cluster tests (seconds instead of minutes).
-test-fast:
-	$(MAKE) test PYTEST_ARGS='-m "not spark and not e2e"'
+test: install browser
+	$(run-pytest)
+
+# Everything but the real-cluster and browser tests (seconds instead of minutes; no chromium needed).
+test-fast: PYTEST_ARGS = -m "not spark and not e2e and not browser"
+test-fast: install
+	$(run-pytest)
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
@@ -55,5 +67,12 @@ bench: install
 	DJANGO_SECRET_KEY=bench SPARKDECK_VAR_DIR="$(CURDIR)/var/bench" $(PY) bench/train_vs_plain.py
 	DJANGO_SECRET_KEY=bench SPARKDECK_VAR_DIR="$(CURDIR)/var/bench" $(PY) bench/accuracy.py
 
+# Issue 7's proof: 100k runs / 10M metric points / a 10M-row prediction file in a scratch PostgreSQL
+# database (created, then dropped), run table / run page / compare / prediction page timed in-process.
+# BENCH_HISTORY_ARGS: --quick (1/10), --keep (keep and reuse the seeded database), --repeat N, ...
+BENCH_HISTORY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/bench_history
+bench-history: install
+	DJANGO_SECRET_KEY=bench $(PY) bench/history.py --db "$(BENCH_HISTORY_DATABASE_URL)" $(BENCH_HISTORY_ARGS)
+
 clean:
-	rm -rf var/test var/bench staticfiles
+	rm -rf var/test var/test-artifacts var/bench staticfiles

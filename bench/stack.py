@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from workers.localcluster import free_port  # noqa: E402
+from workers.localcluster import free_port, free_port_block  # noqa: E402
 
 
 def spawn(argv, log, env):
@@ -66,7 +66,10 @@ class EmbeddedStack:
         self.env = dict(os.environ)
         t = time.time()
         self.cluster = LocalCluster(
-            self.root / "spark", master_port=free_port(), webui_port=free_port(), worker_memory=self.worker_memory
+            self.root / "spark",
+            master_port=free_port(),
+            webui_port=free_port_block(3),
+            worker_memory=self.worker_memory,
         )
         try:
             self.cluster.start(timeout=120)

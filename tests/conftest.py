@@ -47,8 +47,39 @@ def client_b(alice, bob):
     return c
 
 
+def idle_workers(n=2, cores=1, memory_mb=3072, gpus=0):
+    from webapp.clusters.capacity import WorkerCapacity
+
+    return [
+        WorkerCapacity(
+            id=f"worker-{i}",
+            host="127.0.0.1",
+            state="ALIVE",
+            cores=cores,
+            cores_free=cores,
+            memory_mb=memory_mb,
+            memory_free_mb=memory_mb,
+            gpus=gpus,
+            gpus_free=gpus,
+        )
+        for i in range(n)
+    ]
+
+
 @pytest.fixture
-def cluster(db):
+def fake_capacity(monkeypatch):
+    """The unit tests' cluster answers like an idle loopback cluster (2 workers × 1 core, 3 GB). Tests
+    change .workers / .reachable to model a busy, GPU or unreachable cluster. The real path is
+    tested in tests/e2e (live master) and tests/workers/test_capacity.py."""
+    from webapp.clusters import capacity
+
+    state = capacity.Capacity(reachable=True, error="", workers=idle_workers())
+    monkeypatch.setattr(capacity, "live_capacity", lambda cluster, timeout=None: state)
+    return state
+
+
+@pytest.fixture
+def cluster(db, fake_capacity):
     return Cluster.objects.create(
         name="loopback",
         master_url="spark://127.0.0.1:7077",

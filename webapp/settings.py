@@ -69,13 +69,19 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "webapp.accounts",
     "webapp.clusters",
     "webapp.catalog",
     "webapp.datasets",
     "webapp.modelfiles",
     "webapp.runs",
+    "webapp.history",
     "webapp.ops",
+    "webapp.api",
+    "webapp.notifications",
 ]
 
 MIDDLEWARE = [
@@ -149,6 +155,51 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+
+# E-mail (run notifications, webapp/notifications): the console backend unless configured.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = _positive_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("set EMAIL_USE_TLS or EMAIL_USE_SSL, not both")
+EMAIL_TIMEOUT = _positive_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Sparkdeck <sparkdeck@localhost>")
+# Webhooks: private/loopback hosts are refused unless this is set (tests, trusted intranets).
+WEBHOOK_ALLOW_PRIVATE = env.bool("SPARKDECK_WEBHOOK_ALLOW_PRIVATE", default=False)
+WEBHOOK_TIMEOUT_SECONDS = _positive_int("SPARKDECK_WEBHOOK_TIMEOUT_SECONDS", 5)
+# A notification is tried at most this many times; retries wait base × 2^(n-1) seconds, capped.
+NOTIFY_MAX_ATTEMPTS = _positive_int("SPARKDECK_NOTIFY_MAX_ATTEMPTS", 5)
+NOTIFY_RETRY_BASE_SECONDS = _positive_int("SPARKDECK_NOTIFY_RETRY_BASE_SECONDS", 30)
+NOTIFY_RETRY_MAX_SECONDS = _positive_int("SPARKDECK_NOTIFY_RETRY_MAX_SECONDS", 600)
+
+# The REST API (webapp/api, docs/api.md): token or session auth, JSON only, login required by default.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "webapp.api.authentication.ApiTokenAuthentication",  # first: anonymous requests get 401
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Sparkdeck API",
+    "DESCRIPTION": "Runs, metrics, logs, predictions, artifacts and datasets of your teams. See docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from static files (drf-spectacular-sidecar), no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "webapp.runs.states.Status",
+        "DatasetStatusEnum": "webapp.datasets.states.Status",
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -1,12 +1,15 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
-from django.urls import path
+from django.urls import include, path
 
 from webapp.accounts import views as account_views
 from webapp.catalog import views as catalog_views
 from webapp.datasets import views as dataset_views
+from webapp.history import compare
+from webapp.history import views as history_views
 from webapp.modelfiles import views as modelfile_views
+from webapp.notifications import views as notification_views
 from webapp.runs import views as run_views
 
 urlpatterns = [
@@ -14,8 +17,10 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/team/", account_views.switch_team, name="switch_team"),
+    path("accounts/team/members/", account_views.team_members, name="team_members"),
+    path("accounts/notifications/", notification_views.settings_page, name="notification_settings"),
     path("healthz", lambda r: HttpResponse("ok"), name="healthz"),
-    path("", run_views.dashboard, name="dashboard"),
+    path("", history_views.run_table, name="dashboard"),  # the run table: the team's home page
     path("datasets/", dataset_views.dataset_list, name="dataset_list"),
     path("datasets/upload/", dataset_views.dataset_upload, name="dataset_upload"),
     path("datasets/<int:pk>/", dataset_views.dataset_detail, name="dataset_detail"),
@@ -29,13 +34,20 @@ urlpatterns = [
     path("models/<int:pk>/download/", modelfile_views.model_download, name="modelfile_download"),
     path("catalog/templates.json", catalog_views.templates_json, name="catalog_templates"),
     path("runs/new/", run_views.run_new, name="run_new"),
+    path("runs/compare/", compare.compare, name="run_compare"),
+    path("runs/compare/data.json", compare.compare_data, name="run_compare_data"),
     path("runs/<int:pk>/", run_views.run_detail, name="run_detail"),
     path("runs/<int:pk>/cancel/", run_views.run_cancel, name="run_cancel"),
+    path("", include("webapp.history.urls")),  # runs/<pk>/edit/, star/, archive/
     path("runs/<int:pk>/live.json", run_views.run_live, name="run_live"),
     path("runs/<int:pk>/logs/<str:source>/", run_views.run_log, name="run_log_driver"),
     path("runs/<int:pk>/logs/<str:source>/<str:stream>/", run_views.run_log, name="run_log"),
     path("runs/<int:pk>/predictions/", run_views.run_predictions, name="run_predictions"),
     path("runs/<int:pk>/predictions.csv", run_views.run_predictions_csv, name="run_predictions_csv"),
+    path("runs/<int:pk>/analysis/", run_views.run_analysis, name="run_analysis"),
+    path("runs/<int:pk>/analysis.json", run_views.run_analysis_json, name="run_analysis_json"),
+    path("runs/<int:pk>/series.json", run_views.run_series, name="run_series"),
     path("runs/<int:pk>/model/", run_views.run_model, name="run_model"),
     path("ingest/runs/<int:pk>/metrics", run_views.ingest_metrics, name="ingest_metrics"),
+    path("api/", include("webapp.api.urls")),  # REST API, schema, docs, token page (docs/api.md)
 ]

@@ -22,6 +22,9 @@ import urllib.request
 from pathlib import Path
 
 HOST = "127.0.0.1"
+GPU_DISCOVERY_SCRIPT = Path(__file__).resolve().parent / "gpu" / "discover_gpus.sh"
+# Read by workers/gpu/discover_gpus.sh: the GPU indices one worker may report (see _env).
+GPU_SLICE_ENV = "SPARKDECK_GPU_ADDRESSES"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 STATE_FILE = "cluster.json"
@@ -59,6 +62,16 @@ def free_port(host: str = HOST) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def free_port_block(count: int, host: str = HOST, tries: int = 50) -> int:
+    """A port p with p .. p+count-1 all free now: a cluster's web UI port is followed by its workers'
+    UI ports (webui_port + 1 + i), so a plain free_port() may collide with a neighbour."""
+    for _ in range(tries):
+        base = free_port(host)
+        if base + count < 65536 and all(port_free(base + i, host) for i in range(count)):
+            return base
+    raise ClusterError(f"no block of {count} free ports found on {host}")
 
 
 def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
@@ -126,6 +139,30 @@ def tail(path: Path, lines: int = 20) -> str:
         return "\n".join([x for x in text if not x.lstrip().startswith("at ")][-lines:])
     except OSError:
         return ""
+
+
+def local_gpu_settings(environ=None) -> tuple[int, str]:
+    """(GPUs per worker, discovery script) for `make run`'s cluster, from SPARKDECK_LOCAL_GPUS
+    (default 0) and SPARKDECK_LOCAL_GPU_SCRIPT (default workers/gpu/discover_gpus.sh)."""
+    env = os.environ if environ is None else environ
+    raw = (env.get("SPARKDECK_LOCAL_GPUS") or "0").strip()
+    try:
+        gpus = int(raw)
+    except ValueError:
+        gpus = -1
+    if gpus < 0:
+        raise ClusterError(f"SPARKDECK_LOCAL_GPUS must be a number of GPUs per worker (0 or more), not {raw!r}")
+    if not gpus:
+        return 0, ""
+    script = Path(env.get("SPARKDECK_LOCAL_GPU_SCRIPT") or GPU_DISCOVERY_SCRIPT).resolve()
+    _check_script(script)
+    return gpus, str(script)
+
+
+def _check_script(script: Path) -> None:
+    # Spark would only say so in the worker's log, after the worker died.
+    if not script.is_file() or not os.access(script, os.X_OK):
+        raise ClusterError(f"GPU discovery script {script} is missing or not executable")
 
 
 class LocalCluster:
@@ -202,7 +239,8 @@ class LocalCluster:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, worker: int | None = None) -> dict[str, str]:
+        """The daemons' environment; `worker` (1-based) for a worker's."""
         env = dict(os.environ)
         env.update(SPARK_HOME=str(spark_home()), SPARK_LOCAL_IP=HOST)
         env.pop("SPARK_CONF_DIR", None)  # never pick up someone else's spark-env.sh
@@ -217,9 +255,15 @@ class LocalCluster:
                 f"-Dspark.worker.resource.gpu.discoveryScript={Path(self.gpu_discovery_script).resolve()}"
             )
             env["SPARK_WORKER_OPTS"] = (env.get("SPARK_WORKER_OPTS", "") + " " + opts).strip()
+            if worker:
+                # All workers run on this host and would each report every GPU, so two executors
+                # could get the same one: worker i may only report GPUs (i-1)*n .. i*n-1. A fake
+                # script may ignore this; a machine with fewer GPUs makes that worker fail to start.
+                first = (worker - 1) * self.gpus_per_worker
+                env[GPU_SLICE_ENV] = ",".join(str(g) for g in range(first, first + self.gpus_per_worker))
         return env
 
-    def _spawn(self, name: str, cls: str, args: list[str], daemons: list[dict]) -> None:
+    def _spawn(self, name: str, cls: str, args: list[str], daemons: list[dict], worker: int | None = None) -> None:
         argv = [str(spark_home() / "bin" / "spark-class"), cls, *args]
         log_path = self.state_dir / "logs" / f"{name}.log"
         with open(log_path, "ab") as log:
@@ -228,7 +272,7 @@ class LocalCluster:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self._env(),
+                env=self._env(worker),
                 cwd=self.state_dir,
                 start_new_session=True,  # own process group: stop() kills the daemon's children too
             )
@@ -263,6 +307,8 @@ class LocalCluster:
         taken = [p for p in ports if not port_free(p)]
         if taken:
             raise ClusterError(f"port(s) {taken} on {HOST} already in use; pick other ports")
+        if self.gpus_per_worker:
+            _check_script(Path(self.gpu_discovery_script).resolve())
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
         daemons: list[dict] = []
@@ -280,7 +326,7 @@ class LocalCluster:
                 work_dir.mkdir(exist_ok=True)
                 args = [self.master_url, "--host", HOST, "--cores", str(self.worker_cores)]
                 args += ["--memory", self.worker_memory, "--work-dir", str(work_dir)]
-                self._spawn(f"worker-{i}", WORKER_CLASS, [*args, "--webui-port", str(ui_port)], daemons)
+                self._spawn(f"worker-{i}", WORKER_CLASS, [*args, "--webui-port", str(ui_port)], daemons, worker=i)
             self._wait(lambda: self.alive_workers() >= self.workers, deadline, "workers to be ALIVE")
         except BaseException as exc:
             # Show the logs of the daemons that died, or of all when none did (a timeout).

@@ -6,16 +6,20 @@ from workers.celery import app
 
 @app.task(name="workers.tasks.submit_run")
 def submit_run(run_id: int) -> None:
-    from webapp.runs import lifecycle
+    """A new run was saved QUEUED: send its cluster's queue (it goes when it fits, in order)."""
+    from webapp.runs import scheduler
 
-    lifecycle.submit(run_id)
+    scheduler.dispatch_run(run_id)
 
 
 @app.task(name="workers.tasks.reconcile_runs", ignore_result=True)
 def reconcile_runs() -> int:
-    from webapp.runs import lifecycle
+    """Bring active runs up to date, then start queued runs that fit the capacity freed."""
+    from webapp.runs import lifecycle, scheduler
 
-    return lifecycle.reconcile_active()
+    count = lifecycle.reconcile_active()
+    scheduler.dispatch_all()
+    return count
 
 
 @app.task(name="workers.tasks.convert_dataset")
@@ -31,3 +35,15 @@ def sweep_conversions() -> int:
     from webapp.datasets import services
 
     return services.fail_stale_conversions()
+
+
+@app.task(name="workers.tasks.notify_run", bind=True, ignore_result=True, max_retries=None)
+def notify_run(self, run_id: int, event: str, detail: str = "") -> None:
+    """Tell run `run_id`'s submitter about `event` ("succeeded", "failed", "stuck") by e-mail and/or
+    webhook. Each channel is sent at most once (NotificationDelivery); transient failures retry with
+    exponential backoff, bounded by SPARKDECK_NOTIFY_MAX_ATTEMPTS attempts per delivery."""
+    from webapp.notifications import services
+
+    retry_in = services.deliver(run_id, event, detail)
+    if retry_in is not None:
+        raise self.retry(countdown=retry_in)

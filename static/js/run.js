@@ -1,4 +1,7 @@
-// Run page: polls live.json for status, metric points (by id) and log chunks (by byte offset).
+// Run page. The chart loads the run's metric series once, downsampled on the server (series.json:
+// at most ~1,000 points a series whatever the run's size), then follows new points from live.json
+// (by id) while the run is alive. Dragging across the chart (or the from/to fields) zooms: the
+// server sends the finer range. live.json also carries the status and log chunks (by byte offset).
 (function () {
   "use strict";
   const runId = JSON.parse(document.getElementById("run-id").textContent);
@@ -8,42 +11,101 @@
   let logKey = document.getElementById("log-source").value;
   const offsets = {};
   const logEl = document.getElementById("log");
-  const series = {}; // "name/executor" -> dataset
+  const series = {}; // "name · executor e" -> Chart.js dataset
   const colors = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
+  const AXIS_TITLES = { step: "step", epoch: "epoch", wall: "seconds since the first point" };
+  const HIDDEN = new Set(["steps_per_epoch"]);
+  const axisSelect = document.getElementById("chart-x");
+  let xAxis = axisSelect ? axisSelect.value : "step";
+  let origin = null; // x = "wall": the epoch seconds x counts from
+  let zoom = null; // [start, end] while zoomed in
+  let seriesLoaded = false;
 
   const chart = new Chart(document.getElementById("chart"), {
     type: "line",
     data: { datasets: [] },
     options: {
-      animation: false, parsing: false, normalized: true,
+      animation: false, parsing: false, normalized: true, indexAxis: "x",
       scales: {
-        x: { type: "linear", title: { display: true, text: "step" } },
+        x: { type: "linear", title: { display: true, text: AXIS_TITLES[xAxis] } },
         y: { type: "linear", position: "left", title: { display: true, text: "loss" } },
         y2: { type: "linear", position: "right", min: 0, max: 1, title: { display: true, text: "accuracy" }, grid: { drawOnChartArea: false } },
       },
-      plugins: { legend: { position: "bottom" } },
+      plugins: { legend: { position: "bottom" }, decimation: { enabled: true, algorithm: "min-max" } },
     },
   });
 
+  function dataset(name, executor) {
+    const key = `${name} · executor ${executor}`;
+    if (!series[key]) {
+      const i = Object.keys(series).length;
+      series[key] = {
+        label: key, data: [], borderColor: colors[i % colors.length], pointRadius: name.startsWith("epoch") ? 3 : 0,
+        borderWidth: 1.5, yAxisID: name.includes("accuracy") ? "y2" : "y", borderDash: name.startsWith("epoch") ? [4, 3] : [],
+      };
+      chart.data.datasets.push(series[key]);
+    }
+    return series[key];
+  }
+
+  function xOf(p) {
+    if (xAxis === "epoch") return p.epoch;
+    if (xAxis === "wall") return p.wall_time > 0 && origin !== null ? p.wall_time - origin : null;
+    return p.step;
+  }
+
+  // New raw points from live.json: appended unless zoomed in (the zoomed range is reloaded on reset).
   function addPoints(points) {
     let maxEpoch = null;
+    let added = false;
     for (const p of points) {
-      if (p.name === "steps_per_epoch") continue;
-      const key = `${p.name} · executor ${p.executor}`;
-      if (!series[key]) {
-        const i = Object.keys(series).length;
-        series[key] = {
-          label: key, data: [], borderColor: colors[i % colors.length], pointRadius: p.name.startsWith("epoch") ? 3 : 0,
-          borderWidth: 1.5, yAxisID: p.name.includes("accuracy") ? "y2" : "y", borderDash: p.name.startsWith("epoch") ? [4, 3] : [],
-        };
-        chart.data.datasets.push(series[key]);
-      }
-      series[key].data.push({ x: p.step, y: p.value });
-      if (p.epoch !== null && p.name.startsWith("epoch")) maxEpoch = Math.max(maxEpoch ?? 0, p.epoch + 1);
       since = Math.max(since, p.id);
+      if (p.epoch !== null && p.name.startsWith("epoch")) maxEpoch = Math.max(maxEpoch ?? 0, p.epoch + 1);
+      if (HIDDEN.has(p.name) || zoom) continue;
+      const x = xOf(p);
+      if (x === null || x === undefined) continue;
+      dataset(p.name, p.executor).data.push({ x, y: p.value });
+      added = true;
     }
-    if (points.length) chart.update();
+    if (added) chart.update("none");
     return maxEpoch;
+  }
+
+  async function loadSeries() {
+    const q = new URLSearchParams({ x: xAxis });
+    if (zoom) { q.set("start", String(zoom[0])); q.set("end", String(zoom[1])); }
+    const resp = await fetch(`${base}series.json?${q}`, { headers: { Accept: "application/json" } });
+    if (!resp.ok) throw new Error(`series.json: ${resp.status}`);
+    const data = await resp.json();
+    origin = data.origin;
+    for (const ds of Object.values(series)) ds.data = [];
+    for (const s of data.series) {
+      if (HIDDEN.has(s.name)) continue;
+      dataset(s.name, s.executor).data = s.points.map(([x, y]) => ({ x, y }));
+    }
+    since = Math.max(since, data.last_id);
+    const xs = chart.options.scales.x;
+    xs.title.text = AXIS_TITLES[xAxis];
+    xs.min = zoom ? zoom[0] : undefined;
+    xs.max = zoom ? zoom[1] : undefined;
+    const sampled = data.series.filter(s => s.downsampled).length;
+    document.getElementById("chart-note").textContent = sampled
+      ? `${sampled} series downsampled to ≤ ${data.max_points} points (lowest and highest value per bucket); drag to zoom in.`
+      : "";
+    chart.update("none");
+    seriesLoaded = true;
+  }
+
+  async function loadEpochsDone() {
+    // Epochs finished so far, from the (few) epoch-end points: the progress bar on first paint.
+    try {
+      const q = new URLSearchParams({ x: "epoch", names: "epoch_loss,epoch_accuracy" });
+      const resp = await fetch(`${base}series.json?${q}`, { headers: { Accept: "application/json" } });
+      if (resp.ok) {
+        const data = await resp.json();
+        if (data.range) epochsDone = Math.max(epochsDone, data.range[1] + 1);
+      }
+    } catch (e) { /* the live points will tell */ }
   }
 
   let epochsDone = 0;
@@ -60,6 +122,12 @@
   function setStatus(data) {
     const el = document.getElementById("status");
     el.innerHTML = `<span class="status s-${data.status.toLowerCase()}">${data.status}</span>`;
+    const queue = document.getElementById("queue");
+    if (queue) {
+      queue.hidden = !data.queue_position;
+      document.getElementById("queue-position").textContent = data.queue_position || "";
+      document.getElementById("queue-reason").textContent = data.queue_reason || "";
+    }
     if (data.reason) {
       document.getElementById("reason").hidden = false;
       document.getElementById("reason-text").textContent = data.reason;
@@ -73,8 +141,14 @@
       a.href = data.ui_url; a.textContent = data.ui_url; a.target = "_blank"; a.rel = "noopener";
       document.getElementById("ui").replaceChildren(a);
     }
-    if (data.test_accuracy !== null) document.getElementById("accuracy").textContent = data.test_accuracy.toFixed(4);
-    for (const id of ["pred-link", "csv-link"]) document.getElementById(id).hidden = !data.has_predictions;
+    if (data.test_accuracy !== null) {
+      const rows = data.test_rows ? ` on ${data.test_rows} rows` : "";
+      document.getElementById("accuracy").textContent = data.test_accuracy.toFixed(4) + rows;
+    }
+    for (const id of ["pred-link", "csv-link", "analysis-link"]) {
+      const link = document.getElementById(id);
+      if (link) link.hidden = !data.has_predictions;
+    }
     document.getElementById("model-link").hidden = !data.has_model;
     const sel = document.getElementById("log-source");
     for (const e of data.executors) {
@@ -111,11 +185,63 @@
     if (!terminal) setTimeout(poll, 1000);
   }
 
+  // --- zoom: drag across the chart, or type a range ----------------------------------------------
+  const canvas = document.getElementById("chart");
+  const box = document.getElementById("zoom-box");
+  const startInput = document.getElementById("zoom-start");
+  const endInput = document.getElementById("zoom-end");
+  let dragFrom = null;
+
+  function xValue(ev) {
+    const rect = canvas.getBoundingClientRect();
+    const px = Math.min(Math.max(ev.clientX - rect.left, chart.chartArea.left), chart.chartArea.right);
+    return { px, value: chart.scales.x.getValueForPixel(px) };
+  }
+
+  async function zoomTo(range) {
+    zoom = range;
+    if (startInput) startInput.value = range ? +range[0].toPrecision(8) : "";
+    if (endInput) endInput.value = range ? +range[1].toPrecision(8) : "";
+    document.getElementById("zoom-reset").hidden = !range;
+    try { await loadSeries(); } catch (e) { document.getElementById("chart-note").textContent = String(e); }
+  }
+
+  canvas.addEventListener("mousedown", (ev) => {
+    if (!chart.chartArea) return;
+    dragFrom = xValue(ev);
+    box.style.left = `${dragFrom.px}px`; box.style.width = "0px"; box.hidden = false;
+  });
+  canvas.addEventListener("mousemove", (ev) => {
+    if (!dragFrom) return;
+    const to = xValue(ev);
+    box.style.left = `${Math.min(dragFrom.px, to.px)}px`;
+    box.style.width = `${Math.abs(to.px - dragFrom.px)}px`;
+  });
+  window.addEventListener("mouseup", (ev) => {
+    if (!dragFrom) return;
+    const to = xValue(ev);
+    const from = dragFrom;
+    dragFrom = null; box.hidden = true;
+    if (Math.abs(to.px - from.px) < 6) return; // a click, not a drag
+    zoomTo([Math.min(from.value, to.value), Math.max(from.value, to.value)]);
+  });
+  document.getElementById("zoom-apply").addEventListener("click", () => {
+    const a = parseFloat(startInput.value), b = parseFloat(endInput.value);
+    if (Number.isFinite(a) && Number.isFinite(b) && b > a) zoomTo([a, b]);
+  });
+  document.getElementById("zoom-reset").addEventListener("click", () => zoomTo(null));
+  if (axisSelect) axisSelect.addEventListener("change", () => { xAxis = axisSelect.value; zoomTo(null); });
+
   document.getElementById("log-source").addEventListener("change", (ev) => {
     logKey = ev.target.value; logEl.textContent = ""; delete offsets[logKey];
     document.getElementById("log-download").href = logUrl(logKey) + "?download=1";
     if (terminal) { terminal = false; poll(); }
   });
   document.getElementById("log-download").href = logUrl(logKey) + "?download=1";
-  poll();
+
+  (async function start() {
+    try { await Promise.all([loadSeries(), loadEpochsDone()]); } catch (e) { since = 0; /* live.json sends the raw points */ }
+    if (!seriesLoaded) since = 0;
+    poll();
+  })();
 })();

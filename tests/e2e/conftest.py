@@ -13,7 +13,7 @@ from django.test import Client
 
 from webapp.clusters.models import Cluster
 from workers.commands import celery_worker_argv
-from workers.localcluster import LocalCluster, free_port
+from workers.localcluster import LocalCluster, free_port, free_port_block
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +36,7 @@ def spark_cluster(e2e_root):
     cluster = LocalCluster(
         state_dir=e2e_root / "spark",
         master_port=free_port(),
-        webui_port=free_port(),
+        webui_port=free_port_block(3),
         workers=2,
         worker_cores=1,
         worker_memory="3g",

@@ -37,7 +37,7 @@ def wait_dataset_ready(pk, timeout=120, worker=None) -> Dataset:
         time.sleep(0.5)
 
 
-def submit(client, dataset, cluster, **hp):
+def form_data(dataset, cluster, **hp) -> dict:
     data = {
         "dataset": dataset.pk,
         "template": "cnn",
@@ -51,6 +51,10 @@ def submit(client, dataset, cluster, **hp):
         "hp_cnn_learning_rate": "0.002",
     }
     data.update(hp)
-    resp = client.post(reverse("run_new"), data)
+    return data
+
+
+def submit(client, dataset, cluster, **hp):
+    resp = client.post(reverse("run_new"), form_data(dataset, cluster, **hp))
     assert resp.status_code == 302, resp.content.decode()[:2000]
     return Run.objects.latest("id")

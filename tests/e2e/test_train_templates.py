@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from tests.e2e.runs import submit, wait_dataset_ready, wait_terminal
+from tests.e2e.runs import form_data, submit, wait_dataset_ready, wait_terminal
 from webapp.clusters.models import Cluster
 from webapp.datasets.models import Dataset
 from webapp.runs.models import MetricPoint, Run
@@ -85,16 +85,18 @@ def test_failing_run_ends_failed_with_reason_and_logs(alice, digits_dataset, loo
     assert "FAILED" in page and "train.parquet" in page
 
 
-def test_unreachable_cluster_fails_fast_with_a_clear_reason(alice, digits_dataset, celery_worker):
+def test_unreachable_cluster_is_refused_at_once_with_a_clear_reason(alice, digits_dataset):
     dead = Cluster.objects.create(
         name="nowhere", master_url="spark://127.0.0.1:9", rest_url="http://127.0.0.1:9", bind_host="127.0.0.1"
     )
     owner = Client()
     owner.force_login(alice[0])
-    run = submit(owner, digits_dataset, dead, hp_cnn_epochs="1")
-    run, _ = wait_terminal(run.pk, 60, celery_worker)
-    assert run.status == Run.Status.FAILED
-    assert "not reachable" in run.status_reason and "127.0.0.1:9" in run.status_reason
+    before = Run.objects.count()
+    resp = owner.post(reverse("run_new"), form_data(digits_dataset, dead, hp_cnn_epochs="1"))
+    assert resp.status_code == 400
+    page = resp.content.decode()
+    assert "nowhere is not reachable" in page and "127.0.0.1:9" in page
+    assert Run.objects.count() == before  # nothing stored, nothing sent
 
 
 def test_lstm_trains_end_to_end(alice, digits_dataset, loopback_cluster, celery_worker):

@@ -31,10 +31,10 @@ def cluster(tmp_path_factory):
         dirs = [d for d in os.environ.get("SPARKDECK_JOBS_WORK_DIRS", "").split(":") if d]
         yield os.environ["SPARKDECK_JOBS_MASTER"], dirs
         return
-    from workers.localcluster import LocalCluster, free_port
+    from workers.localcluster import LocalCluster, free_port, free_port_block
 
     state = tmp_path_factory.mktemp("jobs-cluster")
-    lc = LocalCluster(state, master_port=free_port(), webui_port=free_port(), worker_memory="3g")
+    lc = LocalCluster(state, master_port=free_port(), webui_port=free_port_block(3), worker_memory="3g")
     lc.start(timeout=90)
     yield lc.master_url, [str(d) for d in lc.work_dirs]
     lc.stop()

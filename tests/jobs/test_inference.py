@@ -10,7 +10,13 @@ from workers.jobs import inference, templates
 def test_write_predictions_single_files(tmp_path):
     rows = [(3, 1, 1, 0.9), (7, 2, 0, 0.55)]
     inference.write_predictions(rows, str(tmp_path / "predictions"))
-    assert sorted(os.listdir(tmp_path / "predictions")) == ["predictions.csv", "predictions.parquet"]
+    # and the analysis the web pages read (tests/jobs/test_analysis.py)
+    assert sorted(os.listdir(tmp_path / "predictions")) == [
+        "analysis.json",
+        "by_class.parquet",
+        "predictions.csv",
+        "predictions.parquet",
+    ]
     table = pq.read_table(tmp_path / "predictions" / "predictions.parquet")
     assert table.column_names == ["row_id", "label", "prediction", "confidence"]
     assert table.column("row_id").to_pylist() == [3, 7]

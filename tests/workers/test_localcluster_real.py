@@ -153,7 +153,8 @@ def test_failing_app_reports_its_error(cluster, backend, tmp_path):
 def test_cancel_a_running_app(cluster, backend, tmp_path):
     run_dir = tmp_path / "sleepy"
     handle = backend.submit(tiny_request(cluster, run_dir, "--sleep", "300"))
-    assert wait_state(backend, handle, {"RUNNING", "FAILED"}).state == "RUNNING"
+    st = wait_state(backend, handle, {"RUNNING", "FAILED"})
+    assert st.state == "RUNNING", f"{st}\n{tail(handle)}"
     child = json.loads((run_dir / "launcher.json").read_text())["child_pid"]
     t0 = time.monotonic()
     backend.cancel(handle)

@@ -241,10 +241,12 @@ def test_cancel_when_launcher_was_killed(tmp_path, fake):
     assert pid_alive(child)
     b = backend_for(fake.url)
     handle = {"run_dir": str(run_dir), "launcher_pid": proc.pid, "rest_url": fake.url}
-    b.cancel(handle)
+    b.cancel(handle, reason="Cancelled by alice.")
     assert not pid_alive(child)
     assert (run_dir / "driver.rc").read_text().strip() == "143"
-    assert b.status(handle).state == "CANCELLED"
+    st = b.status(handle)
+    # The reconciler may record the move before the canceller does: it must keep who cancelled.
+    assert (st.state, st.reason) == ("CANCELLED", "Cancelled by alice.")
 
 
 def test_logs_are_copied_incrementally(tmp_path, fake):
@@ -298,3 +300,15 @@ def test_submit_to_unreachable_master(tmp_path):
 def test_submit_refuses_a_cluster_without_workers(tmp_path, fake):
     with pytest.raises(BackendError, match="no live workers"):
         backend_for(fake.url).submit(req_for(tmp_path))
+
+
+def test_a_launcher_whose_argv_is_not_set_yet_is_alive(tmp_path, monkeypatch):
+    """Right after Popen returns, /proc/<pid>/cmdline can read empty (exec still setting up the new
+    argv): that must not make a fresh run "vanish"; another process's argv still means gone."""
+    from workers.backends import standalone
+
+    monkeypatch.setattr(standalone, "pid_alive", lambda pid: True)
+    monkeypatch.setattr(standalone, "cmdline", lambda pid: "")
+    assert StandaloneBackend._launcher_alive(12345, tmp_path)
+    monkeypatch.setattr(standalone, "cmdline", lambda pid: "/usr/bin/something-else --flag")
+    assert not StandaloneBackend._launcher_alive(12345, tmp_path)

@@ -431,10 +431,11 @@ def test_cancel_cluster_mode(tmp_path, rm):
     rm.apps[APP] = "app_running.json"
     handle = fake_run(tmp_path, rm.url, log=SUBMITTED_LINE, mode="cluster")
     b = backend_for(rm.url, deploy_mode="cluster")
-    b.cancel(handle)
+    b.cancel(handle, reason="Cancelled by bob.")
     assert rm.puts[0]["path"] == f"/ws/v1/cluster/apps/{APP}/state" and rm.puts[0]["body"] == {"state": "KILLED"}
     rm.apps[APP] = "app_killed.json"
-    assert b.status(handle).state == "CANCELLED"
+    st = b.status(handle)
+    assert (st.state, st.reason) == ("CANCELLED", "Cancelled by bob.")
 
     # RM unreachable in cluster mode: the app would live on, so the cancel must not pretend it worked
     handle = fake_run(tmp_path / "b", f"http://127.0.0.1:{closed_port()}", log=SUBMITTED_LINE, mode="cluster")

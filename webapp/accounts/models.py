@@ -13,9 +13,10 @@ class Team(models.Model):
 
 class Membership(models.Model):
     class Role(models.TextChoices):
-        OWNER = "owner", "Owner"
-        MEMBER = "member", "Member"
-        VIEWER = "viewer", "Viewer"
+        OWNER = "owner", "Owner"  # everything an admin can, and makes or removes owners and admins
+        ADMIN = "admin", "Admin"  # manages members (not owners), edits any run of the team
+        MEMBER = "member", "Member"  # submits runs, edits their own
+        VIEWER = "viewer", "Viewer"  # reads only
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")

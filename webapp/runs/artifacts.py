@@ -1,12 +1,10 @@
-"""Reading a run's files: logs (by byte offset), predictions (paged), model.
+"""Reading a run's files: logs (by byte offset), predictions (paged: webapp/runs/analysis.py), model.
 
 Names come from a fixed set or a strict pattern, so no request can reach outside the run dir.
 """
 
 import re
 from pathlib import Path
-
-import pyarrow.parquet as pq
 
 from .models import Run
 
@@ -74,23 +72,8 @@ def model_path(run: Run) -> Path:
 
 
 def prediction_page(run: Run, page: int, per_page: int = 50) -> tuple[list[dict], int]:
-    """Rows of one page, read row group by row group (the file is never loaded whole)."""
-    path = predictions_path(run)
-    if not path.exists():
-        return [], 0
-    pf = pq.ParquetFile(path)
-    total = pf.metadata.num_rows
-    start = (page - 1) * per_page
-    rows, seen = [], 0
-    for rg in range(pf.num_row_groups):
-        n = pf.metadata.row_group(rg).num_rows
-        if seen + n <= start:
-            seen += n
-            continue
-        table = pf.read_row_group(rg)
-        lo = max(0, start - seen)
-        rows.extend(table.slice(lo, per_page - len(rows)).to_pylist())
-        seen += n
-        if len(rows) >= per_page:
-            break
-    return rows, total
+    """(rows of one unfiltered page, total rows); see webapp/runs/analysis.py for filters."""
+    from .analysis import prediction_page as filtered_page
+
+    result = filtered_page(run, None, page, per_page)
+    return result.rows, result.total

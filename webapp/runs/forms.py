@@ -21,6 +21,7 @@ class RunForm(forms.Form):
     num_executors = forms.IntegerField(min_value=1, initial=2, help_text="= TFoS cluster size")
     executor_cores = forms.IntegerField(min_value=1, initial=1)
     executor_memory_mb = forms.IntegerField(min_value=256, initial=2048)
+    gpus_per_executor = forms.IntegerField(min_value=0, initial=0, required=False, label="GPUs per executor")
 
     def __init__(self, *args, datasets, team=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -53,10 +54,23 @@ class RunForm(forms.Form):
             "num_executors": run.num_executors,
             "executor_cores": run.executor_cores,
             "executor_memory_mb": run.executor_memory_mb,
+            "gpus_per_executor": run.gpus_per_executor,
         }
         for key, value in run.hyperparameters.items():
             initial[f"{HP_PREFIX}{run.template}_{key}"] = value
         return initial
+
+    def cluster_hints(self, team):
+        """What each cluster allows, the team's quota there and how many runs wait: shown by the picker."""
+        from .states import Status
+
+        hints = []
+        for c in self.fields["cluster"].queryset:
+            quota = c.quota_for(team) if team is not None else None
+            queued = Run.objects.filter(cluster=c, status=Status.QUEUED).count()
+            quota_text = quota.text() if quota else ""
+            hints.append({"cluster": c, "limits": c.limits_text(), "quota": quota_text, "queued": queued})
+        return hints
 
     def hyperparameter_fields(self):
         return [self[name] for name in self.fields if name.startswith(HP_PREFIX)]

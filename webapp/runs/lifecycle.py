@@ -13,7 +13,8 @@ from pathlib import Path
 from django.conf import settings
 
 from webapp.catalog.registry import get_template
-from workers.backends.base import BackendError, get_backend
+from webapp.clusters import services as cluster_services
+from workers.backends.base import BackendError
 from workers.jobs.package import build_jobs_zip
 
 from . import bases
@@ -29,7 +30,7 @@ LOST_SUBMISSION_SECONDS = 120
 
 
 def backend_for(cluster):
-    return get_backend(cluster.kind, rest_url=cluster.rest_url)
+    return cluster_services.backend_for(cluster)
 
 
 def build_spec(run: Run) -> dict:
@@ -41,7 +42,8 @@ def build_spec(run: Run) -> dict:
         "template": run.template,
         "hyperparameters": run.hyperparameters,
         "input_mode": run.input_mode,
-        "cluster_size": run.num_executors,
+        "cluster_size": run.num_executors,  # = spark.executor.instances: one TF worker per executor
+        "gpus_per_executor": run.gpus_per_executor,
         "dataset": {
             "train": str(ds.storage_dir / "train.parquet"),
             "test": str(ds.storage_dir / "test.parquet"),
@@ -90,11 +92,12 @@ def submit_request(run: Run, spec_path: Path, zip_path: Path):
         executor_cores=run.executor_cores,
         executor_memory_mb=run.executor_memory_mb,
         driver_memory_mb=1024,
-        python=settings.SPARK_PYTHON,
-        spark_conf={},
+        python=cluster_services.executor_python(cluster),
+        spark_conf=cluster_services.extra_conf(cluster),
         env={},
-        executor_env={},
+        executor_env=cluster_services.executor_env(cluster),
         bind_host=cluster.bind_host or None,
+        gpus_per_executor=run.gpus_per_executor,
     )
 
 
@@ -217,7 +220,7 @@ def cancel(run: Run, by: str = "") -> None:
         return
     if run.backend_handle:
         backend = backend_for(run.cluster)
-        backend.cancel(run.backend_handle)
+        backend.cancel(run.backend_handle, reason=reason)
         try:
             backend.logs(run.backend_handle)
         except BackendError as exc:

@@ -1,8 +1,11 @@
+import logging
+import math
+import re
 import secrets
 from pathlib import Path
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -13,9 +16,58 @@ from webapp.statemachine import compare_and_set
 
 from .states import ACTIVE, STAMPS, TERMINAL, TRANSITIONS, Status
 
+log = logging.getLogger(__name__)
+
 
 def new_token():
     return secrets.token_urlsafe(32)
+
+
+# Hyperparameters copied into indexed Run columns when a run is created (the run table sorts and
+# filters on them); a template without one leaves its column NULL.
+HYPERPARAMETER_COLUMNS = {"epochs": int, "batch_size": int, "learning_rate": float}
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 40
+_TAG_SPLIT = re.compile(r"[\s,]+")
+_TAG_OK = re.compile(r"[a-z0-9][a-z0-9_.:+-]*")
+
+
+class TagError(ValueError):
+    pass
+
+
+def normalize_tags(raw) -> list[str]:
+    """Tags as stored: lower case, distinct, sorted; from "a, b c" or a list. Raises TagError."""
+    parts = _TAG_SPLIT.split(raw) if isinstance(raw, str) else [str(t) for t in (raw or [])]
+    tags = set()
+    for part in parts:
+        tag = part.strip().lower()
+        if not tag:
+            continue
+        if len(tag) > MAX_TAG_LENGTH:
+            raise TagError(f"a tag has at most {MAX_TAG_LENGTH} characters: {tag[:MAX_TAG_LENGTH]}…")
+        if not _TAG_OK.fullmatch(tag):
+            raise TagError(f"tag {tag!r}: use letters, digits and _ . : + - (starting with a letter or digit)")
+        tags.add(tag)
+    if len(tags) > MAX_TAGS:
+        raise TagError(f"at most {MAX_TAGS} tags per run")
+    return sorted(tags)
+
+
+def hyperparameter_columns(hyperparameters) -> dict:
+    """{"epochs": 5, "batch_size": 32, "learning_rate": 0.001} from a run's hyperparameters (None where absent)."""
+    hp = hyperparameters if isinstance(hyperparameters, dict) else {}
+    out = {}
+    for key, kind in HYPERPARAMETER_COLUMNS.items():
+        value = hp.get(key)
+        try:
+            value = None if value is None or isinstance(value, bool) else kind(value)
+        except (TypeError, ValueError, OverflowError):
+            value = None
+        if value is not None and (not math.isfinite(value) or value < 0 or value > 2**31 - 1):
+            value = None
+        out[key] = value
+    return out
 
 
 class Run(models.Model):
@@ -36,10 +88,13 @@ class Run(models.Model):
     num_executors = models.PositiveIntegerField(default=2)
     executor_cores = models.PositiveIntegerField(default=1)
     executor_memory_mb = models.PositiveIntegerField(default=2048)
+    gpus_per_executor = models.PositiveIntegerField(default=0)
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
     status_reason = models.TextField(blank=True)
     status_detail = models.TextField(blank=True)
+    # Why a QUEUED run still waits (capacity, team quota, cluster unreachable); set by the scheduler.
+    queue_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -53,17 +108,70 @@ class Run(models.Model):
     test_rows = models.PositiveIntegerField(null=True, blank=True)
     result = models.JSONField(default=dict, blank=True)
 
+    # Denormalized for the run table (webapp/history), which sorts and filters on them with indexes.
+    # Filled by webapp/runs/summary.py: hyperparameters at create (save()), metrics as they arrive,
+    # the rest when the run ends (transition() into a terminal status).
+    test_loss = models.FloatField(null=True, blank=True)  # held-out loss, when result.json has one
+    best_accuracy = models.FloatField(null=True, blank=True)  # highest epoch_accuracy any executor reported
+    final_loss = models.FloatField(null=True, blank=True)  # epoch_loss of the last epoch, mean over executors
+    duration_s = models.FloatField(null=True, blank=True)  # start (or submission) to end; set once terminal
+    epochs = models.IntegerField(null=True, blank=True)
+    batch_size = models.IntegerField(null=True, blank=True)
+    learning_rate = models.FloatField(null=True, blank=True)
+    # Editable by the team (webapp/history/services.py). `tags` is the normalized, sorted, space-separated
+    # display/search copy; RunTag rows are what the tag filter looks up (indexed on every database).
+    tags = models.CharField(max_length=1000, blank=True)
+    notes = models.TextField(blank=True)
+    starred = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
+
     objects = TeamScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["team", "-created_at"], name="run_team_recent")]
+        indexes = [
+            models.Index(fields=["team", "-created_at"], name="run_team_recent"),
+            models.Index(fields=["cluster", "status", "created_at"], name="run_cluster_queue"),
+            # The run table: its default page, and every indexed sort column (keyset paging walks them).
+            models.Index(fields=["team", "archived", "-created_at", "-id"], name="run_table_recent"),
+            models.Index(fields=["team", "archived", "name", "id"], name="run_table_name"),
+            models.Index(fields=["team", "archived", "status", "id"], name="run_table_status"),
+            models.Index(fields=["team", "archived", "test_accuracy", "id"], name="run_table_test_acc"),
+            models.Index(fields=["team", "archived", "test_loss", "id"], name="run_table_test_loss"),
+            models.Index(fields=["team", "archived", "best_accuracy", "id"], name="run_table_best_acc"),
+            models.Index(fields=["team", "archived", "final_loss", "id"], name="run_table_final_loss"),
+            models.Index(fields=["team", "archived", "duration_s", "id"], name="run_table_duration"),
+            models.Index(fields=["team", "archived", "epochs", "id"], name="run_table_epochs"),
+            models.Index(fields=["team", "archived", "batch_size", "id"], name="run_table_batch"),
+            models.Index(fields=["team", "archived", "learning_rate", "id"], name="run_table_lr"),
+        ]
 
     def __str__(self):
         return self.name or f"run {self.pk}"
 
+    def save(self, *args, **kwargs):
+        if self._state.adding:
+            for key, value in hyperparameter_columns(self.hyperparameters).items():
+                if getattr(self, key) is None:
+                    setattr(self, key, value)
+        super().save(*args, **kwargs)
+
     def get_absolute_url(self):
         return reverse("run_detail", args=[self.pk])
+
+    @property
+    def tag_list(self) -> list[str]:
+        return self.tags.split()
+
+    def set_tags(self, raw) -> None:
+        """Store normalized tags in both places (the `tags` column and RunTag rows). Raises TagError."""
+        tags = normalize_tags(raw)
+        self.tags = " ".join(tags)
+        with transaction.atomic():
+            Run.objects.filter(pk=self.pk).update(tags=self.tags)
+            RunTag.objects.filter(run=self).exclude(tag__in=tags).delete()
+            have = set(RunTag.objects.filter(run=self).values_list("tag", flat=True))
+            RunTag.objects.bulk_create([RunTag(run=self, tag=t) for t in tags if t not in have], ignore_conflicts=True)
 
     @property
     def is_active(self):
@@ -72,6 +180,23 @@ class Run(models.Model):
     @property
     def is_terminal(self):
         return self.status in TERMINAL
+
+    @property
+    def total_cores(self) -> int:
+        return self.num_executors * self.executor_cores
+
+    @property
+    def total_gpus(self) -> int:
+        return self.num_executors * self.gpus_per_executor
+
+    def queue_position(self) -> int | None:
+        """1-based place among the cluster's QUEUED runs (submission order), None if not queued."""
+        if self.status != Status.QUEUED:
+            return None
+        ahead = Run.objects.filter(cluster_id=self.cluster_id, status=Status.QUEUED).filter(
+            models.Q(created_at__lt=self.created_at) | models.Q(created_at=self.created_at, pk__lt=self.pk)
+        )
+        return ahead.count() + 1
 
     @property
     def run_dir(self) -> Path:
@@ -95,6 +220,25 @@ class Run(models.Model):
         if detail:
             fields["status_detail"] = detail[:20000]
         compare_and_set(self, target, TRANSITIONS, STAMPS, fields)
+        if target in TERMINAL:  # the run table's columns for the finished run (webapp/runs/summary.py)
+            from .summary import summarize
+
+            try:
+                summarize(self)
+            except Exception:  # noqa: BLE001 - the move is stored; a summary failure must not undo its caller
+                log.exception("summary of run %s failed", self.pk)
+            from .metrics import warm_series
+
+            try:
+                warm_series(self)  # the chart data of a finished run, stored once: the first view reads a file
+            except Exception:  # noqa: BLE001 - the page computes it on demand instead
+                log.exception("storing the chart series of run %s failed", self.pk)
+            from webapp.notifications.services import on_run_finished
+
+            try:
+                on_run_finished(self)  # e-mail / webhook to the submitter, queued on commit
+            except Exception:  # noqa: BLE001 - a notification problem never breaks the move
+                log.exception("queueing the notifications of run %s failed", self.pk)
 
 
 class MetricPoint(models.Model):
@@ -107,7 +251,26 @@ class MetricPoint(models.Model):
     wall_time = models.FloatField()
 
     class Meta:
-        indexes = [models.Index(fields=["run", "id"], name="metric_run_id")]
+        indexes = [
+            models.Index(fields=["run", "id"], name="metric_run_id"),
+            # metrics.series(): a step range of one metric, and each metric's first/last step.
+            models.Index(fields=["run", "name", "step"], name="metric_run_name_step"),
+        ]
 
     def __str__(self):
         return f"{self.name}@{self.step} executor {self.executor}"
+
+
+class RunTag(models.Model):
+    """One tag of one run: what the run table's tag filter looks up (index on tag, run)."""
+
+    # No index of its own on run: the unique (run, tag) constraint's index serves lookups by run.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tag_rows", db_index=False)
+    tag = models.CharField(max_length=MAX_TAG_LENGTH)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "tag"], name="one_tag_per_run")]
+        indexes = [models.Index(fields=["tag", "run"], name="runtag_tag_run")]
+
+    def __str__(self):
+        return f"{self.tag} on run {self.run_id}"

@@ -9,24 +9,9 @@ from webapp.datasets.models import Dataset
 from workers.jobs import templates as job_templates
 from workers.tasks import submit_run
 
-from . import bases
+from . import bases, preflight
 from .errors import RunRequestError
 from .models import Run
-
-
-def validate_resources(cluster, num_executors, executor_cores, executor_memory_mb) -> dict:
-    errors = {}
-    if not cluster.enabled:
-        errors["cluster"] = f"Cluster {cluster.name} is disabled; pick another."
-    if num_executors > cluster.max_executors:
-        errors["num_executors"] = f"{cluster.name} allows at most {cluster.max_executors} executors."
-    if executor_cores > cluster.max_executor_cores:
-        errors["executor_cores"] = f"{cluster.name} allows at most {cluster.max_executor_cores} cores per executor."
-    if executor_memory_mb > cluster.max_executor_memory_mb:
-        errors["executor_memory_mb"] = (
-            f"{cluster.name} allows at most {cluster.max_executor_memory_mb} MB per executor."
-        )
-    return errors
 
 
 def check_template_fits(tmpl, dataset, team, values: dict) -> dict:
@@ -77,9 +62,12 @@ def create_run(
     num_executors: int,
     executor_cores: int,
     executor_memory_mb: int,
+    gpus_per_executor: int = 0,
     input_mode: str = Run.InputMode.TENSORFLOW,
     name: str = "",
 ) -> Run:
+    """Validate everything (schema, dataset, template fit, pre-flight resource checks incl. the live
+    cluster), save the run QUEUED, and hand it to the queue once the transaction commits."""
     errors = {}
     try:
         tmpl = get_template(template)
@@ -95,7 +83,9 @@ def create_run(
         errors.update(check_template_fits(tmpl, dataset, team, values))
     if input_mode not in Run.InputMode.values:
         errors["input_mode"] = f"choose one of {', '.join(Run.InputMode.values)}"
-    errors.update(validate_resources(cluster, num_executors, executor_cores, executor_memory_mb))
+    ask = preflight.Ask(num_executors, executor_cores, executor_memory_mb, gpus_per_executor)
+    # The live cluster check (an HTTP call) only when everything else is fine.
+    errors.update(preflight.check(cluster, team, ask, live=not errors))
     if errors:
         raise RunRequestError(errors)
 
@@ -112,6 +102,7 @@ def create_run(
             num_executors=num_executors,
             executor_cores=executor_cores,
             executor_memory_mb=executor_memory_mb,
+            gpus_per_executor=gpus_per_executor,
         )
         transaction.on_commit(lambda: submit_run.delay(run.pk))
     return run

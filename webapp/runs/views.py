@@ -8,12 +8,12 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from webapp.accounts.services import can_submit, current_team
+from webapp.accounts.services import can_edit_run, can_submit, current_team
 from webapp.catalog.registry import REF, TEMPLATES
 from webapp.datasets.models import Dataset
 from workers.backends.base import BackendError
 
-from . import artifacts, lifecycle, metrics
+from . import analysis, artifacts, lifecycle, metrics
 from .errors import RunRequestError
 from .forms import RunForm
 from .models import Run
@@ -61,6 +61,7 @@ def run_new(request):
                     num_executors=d["num_executors"],
                     executor_cores=d["executor_cores"],
                     executor_memory_mb=d["executor_memory_mb"],
+                    gpus_per_executor=d["gpus_per_executor"] or 0,
                 )
             except RunRequestError as exc:
                 field_errors = exc.errors
@@ -69,7 +70,14 @@ def run_new(request):
         status = 400
     else:
         status = 200
-    ctx = {"form": form, "team": team, "templates": TEMPLATES, "field_errors": field_errors, "source": source}
+    ctx = {
+        "form": form,
+        "team": team,
+        "templates": TEMPLATES,
+        "field_errors": field_errors,
+        "source": source,
+        "cluster_hints": form.cluster_hints(team),
+    }
     return render(request, "runs/new.html", ctx, status=status if request.method == "POST" else 200)
 
 
@@ -77,9 +85,11 @@ def run_detail(request, pk):
     run = _team_run(request, pk)
     ctx = {
         "run": run,
+        "queue_position": run.queue_position(),
         "executors": artifacts.executors(run),
         "template": TEMPLATES.get(run.template),
         "base_links": _base_links(run),
+        "can_edit": can_edit_run(request.user, run),
     }
     return render(request, "runs/detail.html", ctx)
 
@@ -126,6 +136,9 @@ def run_live(request, pk):
             "app_id": run.spark_app_id,
             "ui_url": run.spark_ui_url,
             "test_accuracy": run.test_accuracy,
+            "test_rows": run.test_rows,
+            "queue_position": run.queue_position(),
+            "queue_reason": run.queue_reason if run.status == Run.Status.QUEUED else "",
             "epochs": run.hyperparameters.get("epochs"),
             "executors": artifacts.executors(run),
             "points": metrics.points_since(run, since),
@@ -148,17 +161,60 @@ def run_log(request, pk, source, stream="stderr"):
     return resp
 
 
+@require_GET
 def run_predictions(request, pk):
+    """The prediction table: paged, filtered by true/predicted class, errors only, confidence range."""
     run = _team_run(request, pk)
-    page = max(1, _int(request.GET.get("page"), 1))
-    rows, total = artifacts.prediction_page(run, page)
-    names = run.dataset.class_names
-    for r in rows:
-        r["label_name"] = _name(names, r.get("label"))
-        r["prediction_name"] = _name(names, r.get("prediction"))
-    pages = max(1, -(-total // 50))
-    ctx = {"run": run, "rows": rows, "total": total, "page": page, "pages": pages}
+    classes = analysis.classes(run)
+    filters, problems = analysis.Filters.from_query(request.GET, len(classes))
+    page = analysis.prediction_page(run, filters, _int(request.GET.get("page"), 1))
+    ctx = {
+        "run": run,
+        "page": page,
+        "rows": analysis.named_rows(page.rows, run.dataset.class_names),
+        "filters": filters,
+        "query": filters.query(),
+        "problems": problems,
+        "classes": classes,
+        "has_predictions": analysis.has_predictions(run),
+    }
     return render(request, "runs/predictions.html", ctx)
+
+
+@require_GET
+def run_analysis(request, pk):
+    """Confusion matrix, per-class precision/recall/F1, accuracy, misclassified gallery."""
+    run = _team_run(request, pk)
+    return render(request, "runs/analysis.html", {"run": run, **analysis.page_context(run)})
+
+
+@require_GET
+def run_analysis_json(request, pk):
+    run = _team_run(request, pk)
+    data = analysis.as_json(run)
+    if data is None:
+        raise Http404("no predictions yet")
+    return JsonResponse(data)
+
+
+@require_GET
+def run_series(request, pk):
+    """Downsampled metric series for the chart: ?names=loss,accuracy&x=step&start=&end=&max_points=."""
+    run = _team_run(request, pk)
+    raw_names = ",".join(request.GET.getlist("names"))
+    names = [n for n in raw_names.split(",") if n] or None
+    try:
+        data = metrics.series(
+            run,
+            names=names,
+            start=request.GET.get("start"),
+            end=request.GET.get("end"),
+            max_points=_int(request.GET.get("max_points"), metrics.DEFAULT_MAX_POINTS),
+            x=request.GET.get("x") or "step",
+        )
+    except metrics.SeriesError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({**data, "status": run.status, "terminal": run.is_terminal})
 
 
 def run_predictions_csv(request, pk):
@@ -214,10 +270,3 @@ def _int(raw, default):
         return int(raw)
     except (TypeError, ValueError):
         return default
-
-
-def _name(names, idx):
-    try:
-        return names[int(idx)]
-    except (TypeError, ValueError, IndexError):
-        return str(idx)

@@ -80,8 +80,9 @@ class Backend(abc.ABC):
         """Current state; cheap enough to call every few seconds."""
 
     @abc.abstractmethod
-    def cancel(self, handle: Handle) -> None:
-        """Stop the application and its driver; idempotent."""
+    def cancel(self, handle: Handle, reason: str = "") -> None:
+        """Stop the application and its driver; idempotent. `reason` (who cancelled) is what a later
+        status() reports, whichever of the canceller and the reconciler records the move first."""
 
     @abc.abstractmethod
     def logs(self, handle: Handle) -> list[Path]:

@@ -117,6 +117,14 @@ def _traceback_error(lines: list[str]) -> tuple[int, str] | None:
     return None
 
 
+def cancel_reason(run_dir: Path) -> str:
+    """The reason the canceller left in the cancel marker (who cancelled), else "Cancelled."."""
+    try:
+        return str(json.loads((run_dir / CANCEL_NAME).read_text()).get("reason") or "Cancelled.")[:500]
+    except (OSError, ValueError, AttributeError):
+        return "Cancelled."
+
+
 def failure_reason(log_path: Path, rc: int) -> tuple[str, str | None]:
     """(reason, detail) of a failed driver: SPARKDECK_ERROR, else the Python exception, else the last
     exception-looking line, else the exit code."""
@@ -169,11 +177,17 @@ class StandaloneBackend(Backend):
         spark_submit: str | None = None,
         http_timeout: float = 3.0,
         cancel_grace: float = 10.0,
+        spark_home: str | os.PathLike | None = None,
+        collect_logs: bool = True,
         **_other_settings,  # other cluster fields (name, bind_host, ...) are not ours to use
     ):
+        if spark_home and not spark_submit:
+            spark_submit = str(Path(spark_home) / "bin" / "spark-submit")
         self.master_url = master_url
         self.rest_url = (rest_url or "").rstrip("/") or None
         self.spark_submit = spark_submit
+        self.spark_home = Path(spark_home) if spark_home else None
+        self.collect_logs = collect_logs
         self.http_timeout = http_timeout
         self.cancel_grace = cancel_grace
 
@@ -238,6 +252,8 @@ class StandaloneBackend(Backend):
             raise BackendError(f"Environment variable(s) {sorted(clash)} are managed by Sparkdeck.")
         env = {**os.environ, **{k: str(v) for k, v in req.env.items()}}
         env.update(TF_USE_LEGACY_KERAS="1", PYSPARK_PYTHON=req.python, PYTHONUNBUFFERED="1")
+        if self.spark_home:
+            env["SPARK_HOME"] = str(self.spark_home)
         if req.bind_host:
             env.update(SPARK_LOCAL_IP=req.bind_host, TFOS_SERVER_HOST=req.bind_host, SPARKDECK_BIND_HOST=req.bind_host)
         return env
@@ -310,6 +326,10 @@ class StandaloneBackend(Backend):
         if not pid or not pid_alive(pid):
             return False
         cmd = cmdline(pid)
+        if not cmd:
+            # Just started: Popen returns once exec is under way, but the kernel sets the new
+            # argv a moment later, and /proc/<pid>/cmdline reads empty until then.
+            return True
         return "workers.launcher" in cmd and str(run_dir) in cmd
 
     def _markers(self, handle: Handle, log_path: Path) -> None:
@@ -333,7 +353,7 @@ class StandaloneBackend(Backend):
             rc = _read_int(run_dir / RC_NAME)  # the launcher may have written it just before exiting
             if rc is None:
                 if (run_dir / CANCEL_NAME).exists():
-                    return BackendStatus("CANCELLED", reason="Cancelled.")
+                    return BackendStatus("CANCELLED", reason=cancel_reason(run_dir))
                 return BackendStatus(
                     "FAILED", reason="driver process vanished", detail="\n".join(_tail_lines(log_path)[-15:]) or None
                 )
@@ -341,7 +361,7 @@ class StandaloneBackend(Backend):
             if rc == 0 and (run_dir / RESULT_NAME).exists():
                 return BackendStatus("SUCCEEDED")
             if (run_dir / CANCEL_NAME).exists():
-                return BackendStatus("CANCELLED", reason="Cancelled.")
+                return BackendStatus("CANCELLED", reason=cancel_reason(run_dir))
             if rc == 0:
                 return BackendStatus("FAILED", reason=f"the driver exited without writing {RESULT_NAME}")
             reason, detail = failure_reason(log_path, rc)
@@ -369,9 +389,9 @@ class StandaloneBackend(Backend):
 
     # -- cancel ----------------------------------------------------------------------------------
 
-    def cancel(self, handle: Handle) -> None:
+    def cancel(self, handle: Handle, reason: str = "") -> None:
         run_dir = Path(handle["run_dir"])
-        write_atomic(run_dir / CANCEL_NAME, json.dumps({"ts": time.time()}))
+        write_atomic(run_dir / CANCEL_NAME, json.dumps({"ts": time.time(), "reason": reason}))
         self._markers(handle, run_dir / LOG_NAME)
         if handle.get("app_id"):
             self._kill_app(self._rest(handle), handle["app_id"])
@@ -406,7 +426,7 @@ class StandaloneBackend(Backend):
         out_dir = run_dir / "executors"
         self._markers(handle, run_dir / LOG_NAME)
         app_id = handle.get("app_id")
-        if app_id:
+        if app_id and self.collect_logs:
             out_dir.mkdir(exist_ok=True)
             with open(out_dir / ".lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # two reconcilers must not append the same bytes

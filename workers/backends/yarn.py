@@ -39,6 +39,7 @@ from workers.backends.standalone import (
     _group_in_dir,
     _read_int,
     _tail_lines,
+    cancel_reason,
     failure_reason,
 )
 from workers.launcher import LOG_NAME, RC_NAME, write_atomic
@@ -110,18 +111,23 @@ class YarnBackend(StandaloneBackend):
         rm_user: str | None = None,
         cancel_grace: float = 10.0,
         logs_timeout: float = 120.0,
+        collect_logs: bool = True,
         **_other_settings,  # other cluster fields (name, master_url, ...) are not ours to use
     ):
         if deploy_mode not in DEPLOY_MODES:
             raise BackendError(f"deploy_mode must be one of {DEPLOY_MODES}, not {deploy_mode!r}.")
-        if spark_home and not spark_submit:
-            spark_submit = str(Path(spark_home) / "bin" / "spark-submit")
-        super().__init__(rest_url=rest_url, spark_submit=spark_submit, http_timeout=timeout, cancel_grace=cancel_grace)
+        super().__init__(
+            rest_url=rest_url,
+            spark_submit=spark_submit,
+            http_timeout=timeout,
+            cancel_grace=cancel_grace,
+            spark_home=spark_home,
+            collect_logs=collect_logs,
+        )
         self.queue = queue or "default"
         self.deploy_mode = deploy_mode
         self.archives = [str(a) for a in archives]
         self.python_archive_alias = python_archive_alias
-        self.spark_home = Path(spark_home) if spark_home else None
         self.timeout = timeout
         self.gpu_discovery_script = gpu_discovery_script or os.environ.get(GPU_SCRIPT_ENV) or None
         self.rm_user = rm_user
@@ -206,10 +212,7 @@ class YarnBackend(StandaloneBackend):
     def build_env(self, req: SubmitRequest) -> dict[str, str]:
         if self.deploy_mode == "cluster":
             req = dataclasses.replace(req, bind_host=None)  # nothing of the driver binds here
-        env = super().build_env(req)
-        if self.spark_home:
-            env["SPARK_HOME"] = str(self.spark_home)
-        return env
+        return super().build_env(req)
 
     # -- ResourceManager REST --------------------------------------------------------------------
 
@@ -335,12 +338,12 @@ class YarnBackend(StandaloneBackend):
         if self.deploy_mode == "cluster" or handle.get("deploy_mode") == "cluster":
             if isinstance(rm, BackendStatus):
                 if cancelled and rm.state in ("CANCELLED", "FAILED"):
-                    return BackendStatus("CANCELLED", reason="Cancelled.", ui_url=ui)
+                    return BackendStatus("CANCELLED", reason=cancel_reason(run_dir), ui_url=ui)
                 # Even if spark-submit's client is gone, the app lives on in the cluster: follow the RM.
                 return rm
             if isinstance(rm, AppNotFound):
                 if cancelled:
-                    return BackendStatus("CANCELLED", reason="Cancelled.")
+                    return BackendStatus("CANCELLED", reason=cancel_reason(run_dir))
                 return BackendStatus(
                     "FAILED", reason=f"{rm} It may have been removed from the RM's history, or the RM was reset."
                 )
@@ -375,16 +378,16 @@ class YarnBackend(StandaloneBackend):
         """The standalone rules for a driver that is gone."""
         if rc is None:
             if cancelled:
-                return BackendStatus("CANCELLED", reason="Cancelled.")
+                return BackendStatus("CANCELLED", reason=cancel_reason(run_dir))
             return BackendStatus(
                 "FAILED", reason="driver process vanished", detail="\n".join(_tail_lines(log_path)[-15:]) or None
             )
         if cancelled and rc != 0:
-            return BackendStatus("CANCELLED", reason="Cancelled.")
+            return BackendStatus("CANCELLED", reason=cancel_reason(run_dir))
         if rc == 0 and (cluster or (run_dir / RESULT_NAME).exists()):
             return BackendStatus("SUCCEEDED")
         if cancelled:
-            return BackendStatus("CANCELLED", reason="Cancelled.")
+            return BackendStatus("CANCELLED", reason=cancel_reason(run_dir))
         if rc == 0:
             return BackendStatus("FAILED", reason=f"the driver exited without writing {RESULT_NAME}")
         reason, detail = failure_reason(log_path, rc)
@@ -392,7 +395,7 @@ class YarnBackend(StandaloneBackend):
 
     # -- cancel ----------------------------------------------------------------------------------
 
-    def cancel(self, handle: Handle) -> None:
+    def cancel(self, handle: Handle, reason: str = "") -> None:
         run_dir = Path(handle["run_dir"])
         self._markers(handle, run_dir / LOG_NAME)
         cluster = self.deploy_mode == "cluster" or handle.get("deploy_mode") == "cluster"
@@ -403,7 +406,7 @@ class YarnBackend(StandaloneBackend):
                 if cluster:
                     raise  # the app would live on in the cluster: do not pretend it was cancelled
                 # client mode: stopping the driver below ends the application too
-        write_atomic(run_dir / CANCEL_NAME, json.dumps({"ts": time.time()}))
+        write_atomic(run_dir / CANCEL_NAME, json.dumps({"ts": time.time(), "reason": reason}))
         groups = []
         launcher_pid = handle.get("launcher_pid")
         if self._launcher_alive(launcher_pid, run_dir):
@@ -427,7 +430,7 @@ class YarnBackend(StandaloneBackend):
             return [dest]
         yarn = shutil.which("yarn")
         app_id = handle.get("app_id")
-        if not yarn or not app_id or handle.get("last_state") not in FINAL_STATES:
+        if not self.collect_logs or not yarn or not app_id or handle.get("last_state") not in FINAL_STATES:
             return []
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")

@@ -114,7 +114,8 @@ def run(sc, spec: RunSpec) -> dict:
     else:
         model_file = model_path(spec.artifact_dir)
         out = train_and_wait(sc, spec, model_file, os.path.join(spec.artifact_dir, STATS_FILE))
-        log(f"trained in {out['train_seconds']:.1f} s (fit {out.get('fit_seconds')} s); inference")
+        timing = f"fit {out.get('fit_seconds')} s, ms/step per epoch {out.get('ms_per_step')}"
+        log(f"trained in {out['train_seconds']:.1f} s ({timing}); inference")
         t1 = time.time()
         out.update(
             inference.run_inference(
@@ -124,6 +125,7 @@ def run(sc, spec: RunSpec) -> dict:
                 spec.dataset.shape,
                 os.path.join(spec.artifact_dir, "predictions"),
                 spec.cluster_size,
+                num_classes=spec.dataset.num_classes,
             )
         )
         out["inference_seconds"] = round(time.time() - t1, 3)
@@ -158,6 +160,7 @@ def train_and_wait(sc, spec: RunSpec, model_file: str, stats_file: str) -> dict:
         "train_seconds": round(time.time() - t0, 3),  # TF cluster start -> model exported
         "fit_seconds": stats.get("fit_seconds"),
         "steps_per_epoch": stats.get("steps_per_epoch"),
+        "ms_per_step": stats.get("ms_per_step"),  # the chief's, per epoch
         "history": stats.get("history", {}),
     }
 
@@ -187,7 +190,7 @@ def _defer_tfos_tensorflow_import() -> None:
 def train(sc, spec: RunSpec) -> None:
     from tensorflowonspark import TFCluster
 
-    from workers.jobs.train import main_fun
+    from workers.jobs.train import main_fun, tf_args
 
     spark_mode = spec.input_mode == "spark"
     mode = TFCluster.InputMode.SPARK if spark_mode else TFCluster.InputMode.TENSORFLOW
@@ -210,7 +213,7 @@ def train(sc, spec: RunSpec) -> None:
             cluster = TFCluster.run(
                 sc,
                 main_fun,
-                {"spec": spec.to_dict()},
+                tf_args(spec.to_dict(), float(sc.getConf().get("spark.task.resource.gpu.amount", "0") or 0)),
                 spec.cluster_size,
                 num_ps=0,
                 tensorboard=False,

@@ -24,16 +24,95 @@ MODEL_FILE = "model.keras"
 STATS_FILE = "train_stats.json"
 
 
+def emit(line: str) -> None:
+    """One line to stderr in ONE write: the JVM copies the Python worker's stdout and stderr with
+    two threads, so print()'s separate newline could land after Keras's progress line."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def log(msg: str) -> None:
-    print(f"[sparkdeck] {msg}", file=sys.stderr, flush=True)
+    emit(f"[sparkdeck] {msg}")
 
 
 def model_path(artifact_dir: str) -> str:
     return os.path.join(artifact_dir, "model", MODEL_FILE)
 
 
+class TFArgs(dict):
+    """main_fun's ``args``: a dict TFoS can also read by attribute (it reads ``tf_args.num_gpus``)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def tf_args(spec: dict, task_gpus: float) -> TFArgs:
+    """The args TFoS hands main_fun. Without Spark GPUs, TFoS would pick a free GPU itself with
+    nvidia-smi on a GPU host, behind Spark's back (and a GPU run's): num_gpus=0 stops that."""
+    args = TFArgs(spec=spec)
+    if not task_gpus:
+        args["num_gpus"] = 0
+    return args
+
+
+def assigned_gpus() -> list[str]:
+    """GPU addresses Spark assigned to this task; [] outside Spark or without GPU scheduling."""
+    if "pyspark" not in sys.modules:  # not in a Spark Python worker: nothing was assigned
+        return []
+    try:
+        from pyspark import TaskContext
+
+        task = TaskContext.get()
+        resources = (task.resources() if task is not None else None) or {}
+        return list(resources["gpu"].addresses) if "gpu" in resources else []
+    except Exception:  # a report line must never fail training
+        return []
+
+
+def gpu_line(executor_id, tf) -> str:
+    """The one line per executor that shows which GPUs it got and which TensorFlow sees."""
+    tf_gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    cuda = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>") or "''"  # '' = TFoS hid every GPU
+    return (
+        f"SPARKDECK_GPU executor={executor_id} assigned={assigned_gpus()} CUDA_VISIBLE_DEVICES={cuda} tf_gpus={tf_gpus}"
+    )
+
+
+def step_timer(keras, executor_id, epochs: int):
+    """A Callback printing wall time per step for each epoch (epoch 1 includes tracing)."""
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.ms_per_step: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.steps = 0
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self.t0
+            ms = 1000.0 * seconds / max(1, self.steps)
+            self.ms_per_step.append(round(ms, 2))
+            emit(
+                f"SPARKDECK_STEP executor={executor_id} epoch={epoch + 1}/{epochs} steps={self.steps} "
+                f"seconds={seconds:.2f} ms_per_step={ms:.1f}"
+            )
+
+    return StepTimer()
+
+
 def main_fun(args, ctx):
     os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TF loads in this process
+    # Spark's GPU addresses are nvidia-smi indices (PCI bus order); CUDA's default order is
+    # "fastest first", so without this CUDA_VISIBLE_DEVICES=1 may pick another physical GPU.
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     from workers.jobs import data, metrics, templates
     from workers.jobs.spec import parse_spec
 
@@ -45,6 +124,8 @@ def main_fun(args, ctx):
 
     log(f"executor {ctx.executor_id} = {ctx.job_name}:{ctx.task_index}, input_mode={spec.input_mode}")
     log(f"devices: {tf.config.list_physical_devices()}")
+    # TFoS has set CUDA_VISIBLE_DEVICES from the task's GPU addresses before calling us.
+    emit(gpu_line(ctx.executor_id, tf))
     log(f"TF_CONFIG: {os.environ.get('TF_CONFIG')}")
 
     # Must exist before any other TF op: it configures the collective ops for this process.
@@ -85,10 +166,11 @@ def main_fun(args, ctx):
     model.distribute_reduction_method = "first"
 
     poster = metrics.MetricsPoster(spec.metrics.url, spec.metrics.token, str(ctx.executor_id))
-    callback = metrics.make_callback(poster, spec.metrics.every_steps)
+    timer = step_timer(tf_keras, ctx.executor_id, hp.epochs)
+    callbacks = [metrics.make_callback(poster, spec.metrics.every_steps), timer]
     log(f"fit: {hp.epochs} epochs x {steps} steps, batch {batch}/replica x {workers} replicas")
     t0 = time.time()
-    history = model.fit(dataset, epochs=hp.epochs, steps_per_epoch=steps, callbacks=[callback], verbose=2)
+    history = model.fit(dataset, epochs=hp.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=2)
     fit_seconds = time.time() - t0
     log(f"fit done in {fit_seconds:.1f} s; posted {poster.posted} metric points")
 
@@ -99,6 +181,7 @@ def main_fun(args, ctx):
             "epochs": hp.epochs,
             "per_replica_batch": batch,
             "workers": workers,
+            "ms_per_step": timer.ms_per_step,  # per epoch, on the chief
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         }
         _write_json(os.path.join(spec.artifact_dir, STATS_FILE), stats)

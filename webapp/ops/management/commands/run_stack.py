@@ -1,6 +1,8 @@
 """`make run`: start the local Spark cluster, a Celery worker (with beat) and the web server.
 
 Everything started here is stopped on Ctrl-C / SIGTERM (or `make stop`), nothing orphaned.
+SPARKDECK_LOCAL_GPUS=<n> gives each worker n GPUs found by workers/gpu/discover_gpus.sh (or the
+script in SPARKDECK_LOCAL_GPU_SCRIPT); see docs/gpus.md.
 """
 
 import os
@@ -13,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from workers.commands import celery_worker_argv, web_argv
-from workers.localcluster import ClusterError, LocalCluster, stop_groups
+from workers.localcluster import ClusterError, LocalCluster, local_gpu_settings, stop_groups
 
 
 class Command(BaseCommand):
@@ -31,6 +33,10 @@ class Command(BaseCommand):
         pid_file = run_dir / "stack.pid"
         if stop:
             return self._stop_running(pid_file)
+        try:
+            gpus, gpu_script = local_gpu_settings()  # seed_demo records the same on the cluster row
+        except ClusterError as exc:
+            raise CommandError(str(exc)) from None
         run_dir.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(os.getpid()))
         cluster = LocalCluster(
@@ -40,6 +46,8 @@ class Command(BaseCommand):
             workers=2,
             worker_cores=1,
             worker_memory=worker_memory,
+            gpus_per_worker=gpus,
+            gpu_discovery_script=gpu_script or None,
         )
         children: list[subprocess.Popen] = []
         stopping = False
@@ -51,7 +59,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         try:
-            self.stdout.write("starting the Spark standalone cluster (1 master + 2 workers on 127.0.0.1)…")
+            gpu_text = f", {gpus} GPU(s) each from {gpu_script}" if gpus else ""
+            self.stdout.write(f"starting the Spark standalone cluster (1 master + 2 workers on 127.0.0.1{gpu_text})…")
             try:
                 cluster.start(timeout=90)
             except ClusterError as exc:

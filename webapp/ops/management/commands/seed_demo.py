@@ -5,13 +5,14 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from webapp.accounts.models import Membership, Team
 from webapp.clusters.models import Cluster
 from webapp.datasets.ingest.digits import write_digits_npz
 from webapp.datasets.models import Dataset
 from webapp.datasets.services import create_and_convert
+from workers.localcluster import ClusterError, local_gpu_settings
 
 
 class Command(BaseCommand):
@@ -23,6 +24,10 @@ class Command(BaseCommand):
         parser.add_argument("--webui-port", type=int, default=8080)
 
     def handle(self, *args, password, master_port, webui_port, **opts):
+        try:
+            gpus, gpu_script = local_gpu_settings()  # what run_stack gives each local worker
+        except ClusterError as exc:
+            raise CommandError(str(exc)) from None
         User = get_user_model()
         team, _ = Team.objects.get_or_create(slug="demo", defaults={"name": "Demo team"})
         demo, created = User.objects.get_or_create(username="demo")
@@ -45,6 +50,9 @@ class Command(BaseCommand):
                 "max_executors": 2,
                 "max_executor_cores": 1,
                 "max_executor_memory_mb": 3072,
+                "gpus_per_worker": gpus,
+                "max_gpus_per_executor": gpus,
+                "gpu_discovery_script": gpu_script,
             },
         )
         if not Dataset.objects.filter(team=team, name="digits").exists():
@@ -53,4 +61,6 @@ class Command(BaseCommand):
                 write_digits_npz(path)
                 upload = SimpleUploadedFile("digits.npz", path.read_bytes())
                 create_and_convert(team=team, user=demo, name="digits", upload=upload)  # READY at once
+        if gpus:
+            self.stdout.write(f"local cluster: {gpus} GPU(s) per worker ({gpu_script})")
         self.stdout.write(f"demo login: demo / {password} (admin: admin / {password})")

@@ -1,0 +1,396 @@
+"""What the API reads and writes. Requests are validated here for types and ranges; the rules about
+runs and datasets stay in their services (create_run, create_dataset, history.services)."""
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from webapp.accounts.models import Team
+from webapp.accounts.services import can_edit_run
+from webapp.clusters.models import Cluster
+from webapp.datasets.models import Dataset
+from webapp.datasets.services import DEFAULT_TEST_FRACTION
+from webapp.runs import analysis, artifacts, metrics
+from webapp.runs.artifacts import MAX_CHUNK
+from webapp.runs.models import Run
+
+MAX_INT = 2**31 - 1  # PostgreSQL integer columns
+
+
+def _url(request, name, *args):
+    path = reverse(name, args=args)
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Team
+        fields = ["id", "slug", "name"]
+
+
+class RefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class RunListSerializer(serializers.ModelSerializer):
+    """A run as the run table lists it (no hyperparameters, result or logs: see the detail)."""
+
+    url = serializers.SerializerMethodField()
+    team = TeamSerializer(read_only=True)
+    dataset = RefSerializer(read_only=True)
+    cluster = RefSerializer(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    tags = serializers.ListField(child=serializers.CharField(), source="tag_list", read_only=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "url",
+            "name",
+            "team",
+            "status",
+            "status_reason",
+            "template",
+            "input_mode",
+            "dataset",
+            "cluster",
+            "num_executors",
+            "executor_cores",
+            "executor_memory_mb",
+            "gpus_per_executor",
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "test_accuracy",
+            "test_loss",
+            "best_accuracy",
+            "final_loss",
+            "duration_s",
+            "tags",
+            "notes",
+            "starred",
+            "archived",
+            "created_by",
+            "created_at",
+            "submitted_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, run) -> str:
+        return _url(self.context.get("request"), "api:run-detail", run.pk)
+
+
+class RunLinksSerializer(serializers.Serializer):
+    metrics = serializers.URLField()
+    logs = serializers.URLField()
+    predictions = serializers.URLField()
+    artifacts = serializers.URLField()
+    cancel = serializers.URLField()
+    page = serializers.URLField()
+
+
+class RunSerializer(RunListSerializer):
+    """One run with everything about it that a client may read (never its ingest token)."""
+
+    queue_position = serializers.SerializerMethodField()
+    queue_reason = serializers.SerializerMethodField()
+    executors = serializers.SerializerMethodField()
+    can_edit = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    class Meta(RunListSerializer.Meta):
+        fields = [
+            *RunListSerializer.Meta.fields,
+            "status_detail",
+            "hyperparameters",
+            "queue_position",
+            "queue_reason",
+            "spark_app_id",
+            "spark_ui_url",
+            "test_rows",
+            "result",
+            "executors",
+            "can_edit",
+            "links",
+        ]
+        read_only_fields = fields
+
+    def get_queue_position(self, run) -> int | None:
+        return run.queue_position()
+
+    def get_queue_reason(self, run) -> str:
+        return run.queue_reason if run.status == Run.Status.QUEUED else ""
+
+    def get_executors(self, run) -> list[str]:
+        return artifacts.executors(run)
+
+    def get_can_edit(self, run) -> bool:
+        request = self.context.get("request")
+        return bool(request) and can_edit_run(request.user, run)
+
+    @extend_schema_field(RunLinksSerializer)
+    def get_links(self, run) -> dict:
+        request = self.context.get("request")
+        names = {
+            "metrics": "api:run-metrics",
+            "logs": "api:run-logs",
+            "predictions": "api:run-predictions",
+            "artifacts": "api:run-artifacts",
+            "cancel": "api:run-cancel",
+            "page": "run_detail",
+        }
+        return {key: _url(request, name, run.pk) for key, name in names.items()}
+
+
+class RunSubmitSerializer(serializers.Serializer):
+    """A run request. Resource fields default to the run form's initial values; `hyperparameters`
+    holds the template's values (missing ones take the template defaults, see /api/templates/)."""
+
+    team = serializers.CharField(
+        required=False, help_text="Team id or slug; optional when you are in one team (or chose one in the browser)."
+    )
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    dataset = serializers.IntegerField(min_value=1, max_value=MAX_INT, help_text="Id of a READY dataset of the team.")
+    template = serializers.CharField(max_length=40, help_text="Template key: cnn, lstm, featurizer, imported.")
+    hyperparameters = serializers.DictField(required=False, default=dict)
+    cluster = serializers.IntegerField(min_value=1, max_value=MAX_INT, help_text="Cluster id, see /api/clusters/.")
+    num_executors = serializers.IntegerField(min_value=1, max_value=MAX_INT, default=2)
+    executor_cores = serializers.IntegerField(min_value=1, max_value=MAX_INT, default=1)
+    executor_memory_mb = serializers.IntegerField(min_value=256, max_value=MAX_INT, default=2048)
+    gpus_per_executor = serializers.IntegerField(min_value=0, max_value=MAX_INT, default=0)
+    input_mode = serializers.ChoiceField(choices=Run.InputMode.choices, default=Run.InputMode.TENSORFLOW)
+
+    def validate_dataset(self, value):
+        ds = Dataset.objects.for_user(self.context["request"].user).filter(pk=value).first()
+        if ds is None:
+            raise serializers.ValidationError("No such dataset.")
+        return ds
+
+    def validate_cluster(self, value):
+        cluster = Cluster.objects.filter(pk=value).first()
+        if cluster is None:
+            raise serializers.ValidationError("No such cluster.")
+        return cluster
+
+
+@extend_schema_field({"type": "array", "items": {"type": "string"}})
+class TagsField(serializers.Field):
+    """A list of tags, or one string of them ("a, b c"); normalized and checked by Run.set_tags."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            return data
+        if isinstance(data, list) and len(data) <= 200 and all(isinstance(t, str) for t in data):
+            return data
+        raise serializers.ValidationError("A list of tags (strings), or one string of them.")
+
+    def to_representation(self, value):
+        return value
+
+
+class RunEditSerializer(serializers.Serializer):
+    """Any of these; what is left out stays as it is."""
+
+    name = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=1000)
+    tags = TagsField(required=False, help_text='A list of tags, or one string "a, b c". Replaces the run\'s tags.')
+    notes = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=100_000)
+    starred = serializers.BooleanField(required=False)
+    archived = serializers.BooleanField(required=False)
+
+
+class LogQuerySerializer(serializers.Serializer):
+    offset = serializers.IntegerField(min_value=0, default=0, help_text="Byte offset to read from.")
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_CHUNK, default=MAX_CHUNK, help_text="Bytes at most.")
+
+
+class LogChunkSerializer(serializers.Serializer):
+    source = serializers.CharField(help_text='"driver" or an executor id')
+    stream = serializers.CharField(help_text="stdout or stderr (driver: its one log)")
+    offset = serializers.IntegerField(help_text="Where this chunk starts.")
+    next_offset = serializers.IntegerField(help_text="Ask for this offset next.")
+    size = serializers.IntegerField(help_text="The log's size now, in bytes.")
+    eof = serializers.BooleanField(help_text="This chunk reaches the current end of the log.")
+    text = serializers.CharField(help_text="UTF-8 (undecodable bytes replaced).")
+
+
+class LogFileSerializer(serializers.Serializer):
+    source = serializers.CharField()
+    stream = serializers.CharField()
+    size = serializers.IntegerField()
+    url = serializers.URLField()
+
+
+class PredictionQuerySerializer(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1, max_value=MAX_INT, default=1)
+    size = serializers.IntegerField(min_value=1, max_value=analysis.MAX_PER_PAGE, default=analysis.PER_PAGE)
+    true = serializers.IntegerField(required=False, min_value=0, help_text="Only rows of this true class (index).")
+    pred = serializers.IntegerField(required=False, min_value=0, help_text="Only rows predicted as this class.")
+    conf_min = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Confidence at least.")
+    conf_max = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Confidence at most.")
+    errors = serializers.BooleanField(required=False, help_text="1: misclassified rows only.")
+
+
+class PredictionSerializer(serializers.Serializer):
+    row_id = serializers.IntegerField()
+    label = serializers.IntegerField()
+    prediction = serializers.IntegerField()
+    confidence = serializers.FloatField()
+    label_name = serializers.CharField()
+    prediction_name = serializers.CharField()
+    correct = serializers.BooleanField()
+
+
+class PredictionPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Rows matching the filters.")
+    page = serializers.IntegerField()
+    pages = serializers.IntegerField()
+    size = serializers.IntegerField()
+    ordered_by = serializers.CharField()
+    results = PredictionSerializer(many=True)
+
+
+class ArtifactSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField()
+    url = serializers.URLField()
+
+
+class ArtifactsSerializer(serializers.Serializer):
+    model = ArtifactSerializer(allow_null=True)
+    predictions_csv = ArtifactSerializer(allow_null=True)
+
+
+class RunPageSerializer(serializers.Serializer):
+    results = RunListSerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True)
+    prev_cursor = serializers.CharField(allow_null=True)
+    sort = serializers.CharField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
+class MetricsQuerySerializer(serializers.Serializer):
+    names = serializers.CharField(
+        required=False,
+        help_text="Comma-separated metric names (" + ", ".join(sorted(metrics.ALLOWED_NAMES)) + "); all when absent.",
+    )
+    start = serializers.FloatField(required=False, min_value=-1e15, max_value=1e15, help_text="Smallest x included.")
+    end = serializers.FloatField(required=False, min_value=-1e15, max_value=1e15, help_text="Largest x included.")
+    max_points = serializers.IntegerField(
+        min_value=4, max_value=metrics.MAX_MAX_POINTS, default=metrics.DEFAULT_MAX_POINTS, help_text="Per series."
+    )
+    x = serializers.ChoiceField(
+        choices=list(metrics.X_AXES), default="step", help_text="step (batches), epoch, or wall (seconds)."
+    )
+
+    def validate_names(self, value):
+        names = sorted({n.strip() for n in value.split(",") if n.strip()})
+        unknown = [n for n in names if n not in metrics.ALLOWED_NAMES]
+        if unknown:
+            known = ", ".join(sorted(metrics.ALLOWED_NAMES))
+            raise serializers.ValidationError(f"Unknown metric {', '.join(unknown)[:100]}; known: {known}.")
+        return names or None
+
+
+class SeriesSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    executor = serializers.CharField()
+    count = serializers.IntegerField(help_text="Points stored in range.")
+    downsampled = serializers.BooleanField()
+    points = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()), help_text="[x, y] pairs"
+    )
+
+
+class MetricsSerializer(serializers.Serializer):
+    x = serializers.CharField()
+    start = serializers.FloatField(allow_null=True)
+    end = serializers.FloatField(allow_null=True)
+    max_points = serializers.IntegerField()
+    range = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+    origin = serializers.FloatField(allow_null=True, help_text="x=wall: the epoch seconds x counts from.")
+    last_id = serializers.IntegerField()
+    series = SeriesSerializer(many=True)
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    team = TeamSerializer(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    download = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "id",
+            "url",
+            "name",
+            "team",
+            "status",
+            "status_reason",
+            "layout",
+            "shape",
+            "num_classes",
+            "class_names",
+            "class_counts",
+            "train_rows",
+            "test_rows",
+            "source_format",
+            "original_name",
+            "size_bytes",
+            "split_mode",
+            "created_by",
+            "created_at",
+            "converted_at",
+            "download",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, ds) -> str:
+        return _url(self.context.get("request"), "api:dataset-detail", ds.pk)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_download(self, ds) -> str:
+        return _url(self.context.get("request"), "dataset_download", ds.pk)
+
+
+class DatasetUploadSerializer(serializers.Serializer):
+    """The multipart upload, as documented in the schema. The values are checked by the upload page's
+    own form (webapp/datasets/forms.py UploadForm), so both refuse the same things with the same words."""
+
+    team = serializers.CharField(required=False, help_text="Team id or slug (see submitting runs).")
+    name = serializers.CharField(max_length=200)
+    file = serializers.FileField(help_text="NPZ (arrays x, y), CSV/TSV/Parquet (a label column) or a ZIP of images.")
+    label_column = serializers.CharField(required=False, default="label")
+    layout = serializers.ChoiceField(choices=Dataset.Layout.choices, required=False, default=Dataset.Layout.IMAGE)
+    shape = serializers.CharField(required=False, help_text="e.g. 28x28, 28x28x3, 20x3; empty = inferred")
+    x_key = serializers.CharField(required=False, default="x")
+    y_key = serializers.CharField(required=False, default="y")
+    image_size = serializers.CharField(required=False, help_text="ZIP of images: height x width, e.g. 64x64")
+    test_fraction = serializers.FloatField(required=False, min_value=0.01, max_value=0.9, default=DEFAULT_TEST_FRACTION)
+    test_file = serializers.FileField(required=False, help_text="The test split as its own file.")
+
+
+class ClusterSerializer(serializers.ModelSerializer):
+    limits = serializers.CharField(source="limits_text", read_only=True)
+
+    class Meta:
+        model = Cluster
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "max_executors",
+            "max_executor_cores",
+            "max_executor_memory_mb",
+            "max_gpus_per_executor",
+            "limits",
+        ]
+        read_only_fields = fields

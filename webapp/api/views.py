@@ -1,0 +1,554 @@
+"""The REST API's endpoints (docs/api.md). Thin: every rule lives in a service (create_run,
+lifecycle.cancel, history.services edits, create_dataset) or in permissions.py."""
+
+from collections.abc import Mapping
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db import transaction
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+from webapp.catalog.registry import schema as template_schema
+from webapp.clusters.models import Cluster
+from webapp.datasets.forms import UploadForm
+from webapp.datasets.ingest import DatasetError
+from webapp.datasets.models import Dataset
+from webapp.datasets.services import create_dataset
+from webapp.datasets.uploads import LimitedUploadHandler, declared_too_large, too_large_message
+from webapp.history import filters, table
+from webapp.history.services import TABLE_DEFER, EditError, set_archived, set_starred, update_run
+from webapp.runs import analysis, artifacts, lifecycle, metrics
+from webapp.runs.errors import RunRequestError
+from webapp.runs.models import Run
+from webapp.runs.services import create_run
+from webapp.runs.states import IllegalTransition, StaleStatus
+from workers.backends.base import BackendError
+
+from . import permissions as perms
+from . import serializers as s
+
+NOT_FOUND = OpenApiResponse(description="Not one of your teams' objects (or no such file).")
+FORBIDDEN = OpenApiResponse(description="Your role does not allow this.")
+BAD = OpenApiResponse(description='Bad input: {"field": ["message", ...], ...}')
+BINARY = OpenApiTypes.BINARY
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The run changed meanwhile."
+
+
+class BadGateway(APIException):
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_detail = "The cluster did not answer."
+
+
+def _bad(field: str, message: str) -> ValidationError:
+    return ValidationError({field or "non_field_errors": [message]})
+
+
+def _query(serializer_class, request):
+    ser = serializer_class(data=request.query_params)
+    ser.is_valid(raise_exception=True)
+    return ser.validated_data
+
+
+def _body(request) -> Mapping:
+    if not isinstance(request.data, Mapping):
+        raise _bad("non_field_errors", "Send a JSON object.")
+    return request.data
+
+
+def _filter_error(exc: filters.FilterError) -> ValidationError:
+    message = exc.message
+    if exc.param and message.startswith(f"{exc.param}: "):
+        message = message[len(exc.param) + 2 :]
+    return _bad(exc.param, message)
+
+
+# ---------------------------------------------------------------- runs
+
+RUN_FILTERS = [
+    OpenApiParameter("team", str, description="A team id or slug (default: all your teams)."),
+    OpenApiParameter("status", str, description="Statuses, comma-separated: any of them."),
+    OpenApiParameter("template", str, description="Template keys, comma-separated."),
+    OpenApiParameter("dataset", str, description="Dataset ids, comma-separated."),
+    OpenApiParameter("submitter", str, description="Usernames, comma-separated."),
+    OpenApiParameter("tag", str, description="Tags, comma-separated: runs carrying all of them."),
+    OpenApiParameter("since", str, description="Created at or after (YYYY-MM-DD or ISO date-time)."),
+    OpenApiParameter("until", str, description="Created at or before (a date includes its day)."),
+    OpenApiParameter("q", str, description="Words that must occur in the name, notes or tags."),
+    OpenApiParameter("expr", str, description=filters.EXPR_HELP),
+    OpenApiParameter("archived", str, description="0 (default): hide archived; 1: include them; only."),
+    OpenApiParameter("starred", str, description="1: starred runs only."),
+    OpenApiParameter("sort", str, description="A column key, - for descending (default -created)."),
+    OpenApiParameter("cursor", str, description="next_cursor or prev_cursor of an earlier page."),
+    OpenApiParameter("size", int, description=f"Runs per page, 1 to {table.MAX_SIZE} (default {table.DEFAULT_SIZE})."),
+]
+
+
+def _page_size(params) -> int:
+    raw = filters.text_param(params, "size")
+    if not raw:
+        return table.DEFAULT_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= table.MAX_SIZE:
+        raise filters.FilterError(f"a whole number from 1 to {table.MAX_SIZE}", "size")
+    return int(raw)
+
+
+def _cursor_url(request, cursor):
+    if cursor is None:
+        return None
+    params = request.query_params.copy()
+    params["cursor"] = cursor
+    return request.build_absolute_uri(f"{request.path}?{urlencode(params, doseq=True)}")
+
+
+class RunListView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(operation_id="runs_list", parameters=RUN_FILTERS, responses={200: s.RunPageSerializer, 400: BAD})
+    def get(self, request):
+        """Your teams' runs, filtered and sorted like the run table, paged by cursor."""
+        params = request.query_params
+        teams = perms.teams_param(request.user, params.get("team"))
+        qs = (
+            Run.objects.filter(team__in=teams)
+            .select_related("team", "dataset", "cluster", "created_by")
+            .defer(*TABLE_DEFER)
+        )
+        try:
+            qs = filters.filter_runs(qs, params)
+            sort = filters.text_param(params, "sort") or table.DEFAULT_SORT
+            page = table.page(qs, sort, filters.text_param(params, "cursor") or None, _page_size(params))
+        except filters.FilterError as exc:
+            raise _filter_error(exc) from None
+        return Response(
+            {
+                "results": s.RunListSerializer(page.items, many=True, context={"request": request}).data,
+                "next_cursor": page.next_cursor,
+                "prev_cursor": page.prev_cursor,
+                "sort": page.sort,
+                "next": _cursor_url(request, page.next_cursor),
+                "previous": _cursor_url(request, page.prev_cursor),
+            }
+        )
+
+    @extend_schema(
+        operation_id="runs_submit",
+        request=s.RunSubmitSerializer,
+        responses={201: s.RunSerializer, 400: BAD, 403: FORBIDDEN},
+    )
+    def post(self, request):
+        """Submit a run: checked like the New run form (schema, dataset, limits, quota, the live cluster);
+        accepted runs are QUEUED and handed to the queue."""
+        data = _body(request)
+        team = perms.write_team(request, data.get("team"))
+        perms.require_submit(request.user, team, "submit runs")
+        ser = s.RunSubmitSerializer(data=data, context={"request": request})
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        try:
+            run = create_run(
+                team=team,
+                user=request.user,
+                name=d["name"].strip(),
+                dataset=d["dataset"],
+                template=d["template"],
+                hyperparameters=d["hyperparameters"],
+                input_mode=d["input_mode"],
+                cluster=d["cluster"],
+                num_executors=d["num_executors"],
+                executor_cores=d["executor_cores"],
+                executor_memory_mb=d["executor_memory_mb"],
+                gpus_per_executor=d["gpus_per_executor"],
+            )
+        except RunRequestError as exc:
+            raise ValidationError({k: [str(v)] for k, v in exc.errors.items()}) from None
+        run = perms.team_run(request.user, run.pk)
+        body = s.RunSerializer(run, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
+
+
+class RunDetailView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(operation_id="runs_retrieve", responses={200: s.RunSerializer, 404: NOT_FOUND})
+    def get(self, request, pk):
+        run = perms.team_run(request.user, pk)
+        return Response(s.RunSerializer(run, context={"request": request}).data)
+
+    @extend_schema(
+        operation_id="runs_edit",
+        request=s.RunEditSerializer,
+        responses={200: s.RunSerializer, 400: BAD, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def patch(self, request, pk):
+        """Rename, tag, annotate, star or archive a run (owners/admins: any run; members: their own)."""
+        run = perms.team_run(request.user, pk)
+        perms.require_edit(request.user, run)
+        ser = s.RunEditSerializer(data=_body(request))
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        with transaction.atomic():
+            for field in ("name", "tags", "notes"):
+                if field in d:
+                    try:
+                        update_run(request.user, run, **{field: d[field]})
+                    except EditError as exc:
+                        raise _bad(field, str(exc)) from None
+            if "starred" in d:
+                set_starred(request.user, run, d["starred"])
+            if "archived" in d:
+                try:
+                    set_archived(request.user, run, d["archived"])
+                except EditError as exc:
+                    raise _bad("archived", str(exc)) from None
+        run = perms.team_run(request.user, pk)
+        return Response(s.RunSerializer(run, context={"request": request}).data)
+
+
+class RunCancelView(APIView):
+    @extend_schema(
+        operation_id="runs_cancel",
+        request=None,
+        responses={
+            200: s.RunSerializer,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: OpenApiResponse(description="The run has already ended."),
+            502: OpenApiResponse(description="The cluster could not be told."),
+        },
+    )
+    def post(self, request, pk):
+        """Cancel a run: a queued one at once; a submitted or running one's application is killed."""
+        run = perms.team_run(request.user, pk)
+        perms.require_cancel(request.user, run)
+        if run.is_terminal:
+            raise Conflict(f"Run {run.pk} already ended ({run.status}).")
+        try:
+            lifecycle.cancel(run, by=request.user.username)
+        except (StaleStatus, IllegalTransition):
+            run.refresh_from_db()
+            raise Conflict(f"Run {run.pk} is now {run.status}.") from None
+        except BackendError as exc:
+            raise BadGateway(f"Could not cancel: {exc}") from None
+        run = perms.team_run(request.user, pk)
+        return Response(s.RunSerializer(run, context={"request": request}).data)
+
+
+class RunMetricsView(APIView):
+    @extend_schema(
+        operation_id="runs_metrics",
+        parameters=[s.MetricsQuerySerializer],
+        responses={200: s.MetricsSerializer, 400: BAD, 404: NOT_FOUND},
+    )
+    def get(self, request, pk):
+        """The run's metric series (one per metric and executor), downsampled to max_points each."""
+        run = perms.team_run(request.user, pk)
+        q = _query(s.MetricsQuerySerializer, request)
+        try:
+            data = metrics.series(
+                run,
+                names=q.get("names"),
+                start=q.get("start"),
+                end=q.get("end"),
+                max_points=q["max_points"],
+                x=q["x"],
+            )
+        except metrics.SeriesError as exc:
+            raise _bad("non_field_errors", str(exc)) from None
+        return Response(data)
+
+
+def _log_files(request, run) -> list[dict]:
+    found = [("driver", "driver")] + [(e, st) for e in artifacts.executors(run) for st in artifacts.LOG_STREAMS]
+    out = []
+    for source, stream in found:
+        path = artifacts.log_path(run, source, stream)
+        if path is None or not path.is_file():
+            continue
+        args = [run.pk, source] if source == "driver" else [run.pk, source, stream]
+        name = "api:run-log-driver" if source == "driver" else "api:run-log"
+        url = reverse(name, args=args, request=request)
+        out.append({"source": source, "stream": stream, "size": path.stat().st_size, "url": url})
+    return out
+
+
+class RunLogsView(APIView):
+    @extend_schema(operation_id="runs_logs", responses={200: s.LogFileSerializer(many=True), 404: NOT_FOUND})
+    def get(self, request, pk):
+        """The run's logs that exist so far: the driver's, and each executor's stdout and stderr."""
+        run = perms.team_run(request.user, pk)
+        return Response(_log_files(request, run))
+
+
+class RunLogView(APIView):
+    @extend_schema(
+        operation_id="runs_log_read",
+        parameters=[s.LogQuerySerializer],
+        responses={200: s.LogChunkSerializer, 400: BAD, 404: NOT_FOUND},
+    )
+    def get(self, request, pk, source, stream="stderr"):
+        """A chunk of one log from a byte offset; poll with next_offset to follow a running run."""
+        run = perms.team_run(request.user, pk)
+        q = _query(s.LogQuerySerializer, request)
+        path = artifacts.log_path(run, source, stream)
+        if path is None or not path.is_file():
+            raise NotFound("No such log.")
+        text, nxt, size = artifacts.read_chunk(path, q["offset"], q["limit"])
+        return Response(
+            {
+                "source": source,
+                "stream": "driver" if source == "driver" else stream,
+                "offset": min(q["offset"], size),
+                "next_offset": nxt,
+                "size": size,
+                "eof": nxt >= size,
+                "text": text,
+            }
+        )
+
+
+class RunDriverLogView(RunLogView):
+    @extend_schema(
+        operation_id="runs_driver_log_read",
+        parameters=[s.LogQuerySerializer],
+        responses={200: s.LogChunkSerializer, 400: BAD, 404: NOT_FOUND},
+    )
+    def get(self, request, pk, source):
+        """A chunk of the driver's log (source "driver"; an executor id reads its stderr)."""
+        return super().get(request, pk, source)
+
+
+class RunPredictionsView(APIView):
+    @extend_schema(
+        operation_id="runs_predictions",
+        parameters=[s.PredictionQuerySerializer],
+        responses={200: s.PredictionPageSerializer, 400: BAD, 404: NOT_FOUND},
+    )
+    def get(self, request, pk):
+        """The held-out predictions, a page at a time, filtered like the predictions page (count 0 until
+        the run has written them; a page past the end gives the last one)."""
+        run = perms.team_run(request.user, pk)
+        q = _query(s.PredictionQuerySerializer, request)
+        wanted, problems = analysis.Filters.from_query(request.query_params, len(analysis.classes(run)))
+        if problems:
+            raise _bad("non_field_errors", "; ".join(problems))
+        try:
+            page = analysis.prediction_page(run, wanted, q["page"], q["size"])
+        except (OSError, ValueError) as exc:  # an unreadable predictions file (pyarrow's errors are these)
+            raise Conflict(f"The predictions could not be read: {exc}") from None
+        return Response(
+            {
+                "count": page.total,
+                "page": page.page,
+                "pages": page.pages,
+                "size": page.per_page,
+                "ordered_by": page.ordered_by,
+                "results": analysis.named_rows(page.rows, run.dataset.class_names),
+            }
+        )
+
+
+class RunAnalysisView(APIView):
+    @extend_schema(
+        operation_id="runs_analysis",
+        responses={200: OpenApiTypes.OBJECT, 404: NOT_FOUND, 409: OpenApiResponse(description="Unreadable.")},
+    )
+    def get(self, request, pk):
+        """The prediction analysis: accuracy, per-class precision/recall/F1, the confusion matrix."""
+        run = perms.team_run(request.user, pk)
+        if not analysis.has_predictions(run):
+            raise NotFound("The run has written no predictions (yet).")
+        try:
+            data = analysis.as_json(run)
+        except (OSError, ValueError) as exc:
+            raise Conflict(f"The predictions could not be analysed: {exc}") from None
+        if data is None:
+            raise NotFound("The run has written no predictions (yet).")
+        return Response(data)
+
+
+def _artifact(request, name, run, path):
+    if not path.is_file():
+        return None
+    return {"name": path.name, "size": path.stat().st_size, "url": reverse(name, args=[run.pk], request=request)}
+
+
+class RunArtifactsView(APIView):
+    @extend_schema(operation_id="runs_artifacts", responses={200: s.ArtifactsSerializer, 404: NOT_FOUND})
+    def get(self, request, pk):
+        """Which of the run's files can be downloaded (null: not written, or not yet)."""
+        run = perms.team_run(request.user, pk)
+        return Response(
+            {
+                "model": _artifact(request, "api:run-model", run, artifacts.model_path(run)),
+                "predictions_csv": _artifact(request, "api:run-predictions-csv", run, artifacts.predictions_csv(run)),
+            }
+        )
+
+
+class DownloadView(APIView):
+    """A file download; errors still answer JSON whatever the Accept header asks for."""
+
+    def perform_content_negotiation(self, request, force=False):
+        return super().perform_content_negotiation(request, force=True)
+
+    def send(self, path, filename):
+        if not path.is_file():
+            raise NotFound("Not written (yet).")
+        return FileResponse(open(path, "rb"), as_attachment=True, filename=filename)
+
+
+class RunModelView(DownloadView):
+    @extend_schema(
+        operation_id="runs_model_download", responses={(200, "application/octet-stream"): BINARY, 404: NOT_FOUND}
+    )
+    def get(self, request, pk):
+        """The exported model: model.keras, or for a LogisticRegression head model.zip."""
+        run = perms.team_run(request.user, pk)
+        path = artifacts.model_path(run)
+        return self.send(path, f"run{run.pk}-{path.name}")
+
+
+class RunPredictionsCsvView(DownloadView):
+    @extend_schema(operation_id="runs_predictions_csv", responses={(200, "text/csv"): BINARY, 404: NOT_FOUND})
+    def get(self, request, pk):
+        """All predictions as CSV: row_id, label, prediction, confidence."""
+        run = perms.team_run(request.user, pk)
+        return self.send(artifacts.predictions_csv(run), f"run{run.pk}-predictions.csv")
+
+
+# ---------------------------------------------------------------- datasets
+
+
+class DatasetPages(PageNumberPagination):
+    page_size = 100
+    page_size_query_param = "size"
+    max_page_size = 500
+
+
+DATASET_FILTERS = [
+    OpenApiParameter("team", str, description="A team id or slug (default: all your teams)."),
+    OpenApiParameter("status", str, description="Statuses, comma-separated (UPLOADED, CONVERTING, READY, ...)."),
+    OpenApiParameter("archived", bool, description="Include archived datasets (hidden by default)."),
+]
+
+
+class DatasetListView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    def initialize_request(self, request, *args, **kwargs):
+        # Before anything reads the body (the session's CSRF check may): count the upload's bytes.
+        if request.method == "POST":
+            handler = LimitedUploadHandler(request, settings.MAX_UPLOAD_BYTES)
+            request.upload_handlers.insert(0, handler)
+            request.upload_limit_handler = handler
+        return super().initialize_request(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="datasets_list",
+        parameters=[*DATASET_FILTERS, OpenApiParameter("page", int), OpenApiParameter("size", int)],
+        responses={200: s.DatasetSerializer(many=True), 400: BAD},
+    )
+    def get(self, request):
+        """Your teams' datasets, newest first."""
+        params = request.query_params
+        teams = perms.teams_param(request.user, params.get("team"))
+        qs = Dataset.objects.filter(team__in=teams).select_related("team", "created_by").order_by("-created_at", "-id")
+        if params.get("archived", "").lower() not in ("1", "true", "yes"):
+            qs = qs.exclude(status=Dataset.Status.ARCHIVED)
+        try:
+            wanted = filters.list_param(params, "status")
+        except filters.FilterError as exc:
+            raise _filter_error(exc) from None
+        if wanted:
+            unknown = [w for w in wanted if w.upper() not in Dataset.Status.values]
+            if unknown:
+                raise _bad("status", f"Unknown status {unknown[0][:30]!r}; one of {', '.join(Dataset.Status.values)}.")
+            qs = qs.filter(status__in=[w.upper() for w in wanted])
+        pager = DatasetPages()
+        items = pager.paginate_queryset(qs, request, view=self)
+        return pager.get_paginated_response(s.DatasetSerializer(items, many=True, context={"request": request}).data)
+
+    @extend_schema(
+        operation_id="datasets_upload",
+        request={"multipart/form-data": s.DatasetUploadSerializer},
+        responses={
+            201: s.DatasetSerializer,
+            400: BAD,
+            403: FORBIDDEN,
+            413: OpenApiResponse(description="Over the upload limit."),
+        },
+    )
+    def post(self, request):
+        """Upload a dataset (multipart): stored UPLOADED at once, then converted by a worker; poll its
+        status (UPLOADED → CONVERTING → READY or FAILED with the reason)."""
+        limit = settings.MAX_UPLOAD_BYTES
+        handler = request.upload_limit_handler
+        if declared_too_large(request, limit):
+            return Response({"detail": too_large_message(limit)}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        data = request.data
+        if handler.exceeded:
+            return Response({"detail": too_large_message(limit)}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        team = perms.write_team(request, data.get("team"))
+        perms.require_submit(request.user, team, "upload datasets")
+        form = UploadForm(data, request.FILES)
+        if not form.is_valid():
+            raise ValidationError({k: list(v) for k, v in form.errors.items()})
+        d = form.cleaned_data
+        try:
+            ds = create_dataset(
+                team=team,
+                user=request.user,
+                name=d["name"],
+                upload=d["file"],
+                label_column=d["label_column"],
+                layout=d["layout"],
+                shape_text=d["shape"],
+                x_key=d["x_key"],
+                y_key=d["y_key"],
+                image_size_text=d["image_size"],
+                test_fraction=d["test_fraction"],
+                test_upload=d["test_file"],
+            )
+        except DatasetError as exc:
+            raise _bad("non_field_errors", str(exc)) from None
+        ds = perms.team_dataset(request.user, ds.pk)
+        body = s.DatasetSerializer(ds, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
+
+
+class DatasetDetailView(APIView):
+    @extend_schema(operation_id="datasets_retrieve", responses={200: s.DatasetSerializer, 404: NOT_FOUND})
+    def get(self, request, pk):
+        ds = perms.team_dataset(request.user, pk)
+        return Response(s.DatasetSerializer(ds, context={"request": request}).data)
+
+
+# ---------------------------------------------------------------- what a run request can name
+
+
+class ClusterListView(APIView):
+    @extend_schema(operation_id="clusters_list", responses={200: s.ClusterSerializer(many=True)})
+    def get(self, request):
+        """The clusters runs can be submitted to, with their limits."""
+        clusters = Cluster.objects.enabled().order_by("name")
+        return Response(s.ClusterSerializer(clusters, many=True).data)
+
+
+class TemplateListView(APIView):
+    @extend_schema(operation_id="templates_list", responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        """The model templates and their hyperparameters (name, kind, default, range or choices)."""
+        return Response(template_schema())
