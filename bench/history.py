@@ -970,7 +970,7 @@ def table_cases(bench, meta, every=False) -> dict:
             "starred": q(starred=1),
             "search 2 words": q(q="cnn warmup"),
             **{f"sorted: {key}": q(sort=key) for key in ("learning_rate", "-duration", "name", "status", "dataset")},
-            "sorted: -created, size 200": q(size=200),
+            "sorted: -created, size 100 (the largest page)": q(size=100),
             "chosen columns": q(cols="name,status,test_accuracy,epochs,learning_rate,tags"),
         }
     urls = {}

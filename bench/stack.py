@@ -29,8 +29,9 @@ def spawn(argv, log, env):
 
 
 class EmbeddedStack:
-    def __init__(self, keep=False, worker_memory="4g", executor_memory_mb=3072):
+    def __init__(self, keep=False, worker_memory="4g", executor_memory_mb=3072, worker_cores=1):
         self.keep = keep
+        self.worker_cores = worker_cores
         self.worker_memory = worker_memory
         self.executor_memory_mb = executor_memory_mb
         self.root = Path(tempfile.mkdtemp(prefix="sparkdeck-bench-"))
@@ -70,6 +71,7 @@ class EmbeddedStack:
             master_port=free_port(),
             webui_port=free_port_block(3),
             worker_memory=self.worker_memory,
+            worker_cores=self.worker_cores,
         )
         try:
             self.cluster.start(timeout=120)
@@ -87,6 +89,7 @@ class EmbeddedStack:
                 rest_url=self.cluster.rest_url,
                 bind_host="127.0.0.1",
                 max_executors=2,
+                max_executor_cores=self.worker_cores,
                 max_executor_memory_mb=self.executor_memory_mb,
             )
         except BaseException:
@@ -117,7 +120,7 @@ class EmbeddedStack:
         # Converted here, not by the stack's worker: the caller gets a READY dataset.
         return create_and_convert(team=self.team, user=self.user, name=name, upload=upload, **kwargs)
 
-    def submit(self, dataset, template, hyperparameters, input_mode="tensorflow"):
+    def submit(self, dataset, template, hyperparameters, input_mode="tensorflow", executors=2, cores=1):
         from webapp.runs.services import create_run
 
         return create_run(
@@ -127,8 +130,8 @@ class EmbeddedStack:
             template=template,
             hyperparameters=hyperparameters,
             cluster=self.db_cluster,
-            num_executors=2,
-            executor_cores=1,
+            num_executors=executors,
+            executor_cores=cores,
             executor_memory_mb=self.executor_memory_mb,
             input_mode=input_mode,
         )
@@ -141,10 +144,10 @@ class EmbeddedStack:
         run.refresh_from_db()
         return run
 
-    def run(self, dataset, template, hyperparameters, input_mode="tensorflow"):
+    def run(self, dataset, template, hyperparameters, input_mode="tensorflow", executors=2, cores=1):
         """Submit and wait; returns (run, seconds from submit to terminal status seen)."""
         t0 = time.time()
-        run = self.wait(self.submit(dataset, template, hyperparameters, input_mode))
+        run = self.wait(self.submit(dataset, template, hyperparameters, input_mode, executors, cores))
         return run, time.time() - t0
 
     def __exit__(self, *exc):

@@ -60,7 +60,8 @@
     let added = false;
     for (const p of points) {
       since = Math.max(since, p.id);
-      if (p.epoch !== null && p.name.startsWith("epoch")) maxEpoch = Math.max(maxEpoch ?? 0, p.epoch + 1);
+      if (stepProgress) stepProgress.add(p);
+      if (p.epoch !== null && p.name.startsWith("epoch")) maxEpoch = Math.max(maxEpoch ?? 0, p.epoch);
       if (HIDDEN.has(p.name) || zoom) continue;
       const x = xOf(p);
       if (x === null || x === undefined) continue;
@@ -96,26 +97,23 @@
     seriesLoaded = true;
   }
 
-  async function loadEpochsDone() {
-    // Epochs finished so far, from the (few) epoch-end points: the progress bar on first paint.
-    try {
-      const q = new URLSearchParams({ x: "epoch", names: "epoch_loss,epoch_accuracy" });
-      const resp = await fetch(`${base}series.json?${q}`, { headers: { Accept: "application/json" } });
-      if (resp.ok) {
-        const data = await resp.json();
-        if (data.range) epochsDone = Math.max(epochsDone, data.range[1] + 1);
-      }
-    } catch (e) { /* the live points will tell */ }
-  }
-
-  let epochsDone = 0;
+  // Epochs finished when the page was rendered (the server reads the newest epoch-end point); the
+  // live points move it on.
+  let epochsDone = JSON.parse(document.getElementById("epochs-done").textContent) || 0;
+  // Steps and ETA (static/js/progress.js), from the server's estimate at render time (progress-init) on.
+  const progressInit = document.getElementById("progress-init");
+  const stepProgress = window.SparkdeckProgress
+    ? new SparkdeckProgress.Tracker(progressInit ? JSON.parse(progressInit.textContent) : null) : null;
   function progress(data, maxEpoch) {
     if (maxEpoch !== null) epochsDone = Math.max(epochsDone, maxEpoch);
     const total = data.epochs || 1;
-    const frac = data.status === "SUCCEEDED" ? 1 : Math.min(1, epochsDone / total);
+    const est = stepProgress && !data.terminal ? stepProgress.estimate(data.epochs) : null;
+    const steps = est && est.total_steps ? est : null; // unknown steps per epoch: epochs done only
+    const frac = data.status === "SUCCEEDED" ? 1 : Math.min(1, steps ? steps.fraction : epochsDone / total);
     document.getElementById("progress-bar").style.width = `${Math.round(frac * 100)}%`;
     const txt = document.getElementById("progress-text");
     if (data.status === "SUCCEEDED") txt.textContent = `done: ${total} epochs`;
+    else if (steps) txt.textContent = SparkdeckProgress.describe(steps);
     else if (since > 0) txt.textContent = `epoch ${epochsDone} of ${total} complete`;
   }
 
@@ -167,15 +165,20 @@
   async function poll() {
     const q = new URLSearchParams({ since: String(since), log: logKey });
     if (offsets[logKey] !== undefined) q.set(`off:${logKey}`, String(offsets[logKey]));
+    if (logPaused) q.delete("log"); // paused: nothing appended, offsets kept; Resume catches up from them
     try {
       const resp = await fetch(`${base}live.json?${q}`, { headers: { Accept: "application/json" } });
       if (resp.ok) {
         const data = await resp.json();
         setStatus(data);
+        document.dispatchEvent(new CustomEvent("sparkdeck:live", { detail: data })); // static/js/diagnosis.js
         progress(data, addPoints(data.points));
         const chunk = data.logs[logKey];
         if (chunk) {
-          if (chunk.text) logEl.textContent += chunk.text;
+          if (chunk.text) {
+            logEl.textContent += chunk.text;
+            logEl.dispatchEvent(new CustomEvent("sparkdeck:log-appended")); // static/js/logsearch.js
+          }
           offsets[logKey] = chunk.offset;
           if (document.getElementById("follow").checked) logEl.scrollTop = logEl.scrollHeight;
         }
@@ -232,7 +235,20 @@
   document.getElementById("zoom-reset").addEventListener("click", () => zoomTo(null));
   if (axisSelect) axisSelect.addEventListener("change", () => { xAxis = axisSelect.value; zoomTo(null); });
 
+  let logPaused = false;
+  const pauseButton = document.getElementById("log-pause");
+  function setPaused(on, restart = true) {
+    logPaused = on;
+    if (!pauseButton) return;
+    pauseButton.textContent = on ? "Resume" : "Pause";
+    pauseButton.setAttribute("aria-pressed", String(on));
+    document.getElementById("log-paused-note").hidden = !on;
+    if (restart && !on && terminal) { terminal = false; poll(); } // polling stopped while paused at the run's end
+  }
+  if (pauseButton) pauseButton.addEventListener("click", () => setPaused(!logPaused));
+
   document.getElementById("log-source").addEventListener("change", (ev) => {
+    if (logPaused) setPaused(false, false); // the new log loads below
     logKey = ev.target.value; logEl.textContent = ""; delete offsets[logKey];
     document.getElementById("log-download").href = logUrl(logKey) + "?download=1";
     if (terminal) { terminal = false; poll(); }
@@ -240,7 +256,7 @@
   document.getElementById("log-download").href = logUrl(logKey) + "?download=1";
 
   (async function start() {
-    try { await Promise.all([loadSeries(), loadEpochsDone()]); } catch (e) { since = 0; /* live.json sends the raw points */ }
+    try { await loadSeries(); } catch (e) { since = 0; /* live.json sends the raw points */ }
     if (!seriesLoaded) since = 0;
     poll();
   })();

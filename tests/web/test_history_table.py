@@ -182,7 +182,7 @@ def test_filters_and_sort_live_in_the_url(client_a, make_run):
         ("sort=tags", "sort: unknown column"),
         ("cursor=garbage", "cursor: not a cursor this table made"),
         ("since=yesterday", "since: &#x27;yesterday&#x27; is not a date"),
-        ("size=0", "size: a whole number from 1 to 200"),
+        ("size=0", "size: a whole number from 1 to 100"),
         ("archived=perhaps", "archived:"),
     ],
 )

@@ -218,3 +218,31 @@ def test_a_finished_runs_chart_is_computed_once_and_stored(run_a, django_assert_
     zoomed = metrics.series(run_a, start=10, end=20)  # zooms are computed (and cached), not stored
     assert [p[0] for p in zoomed["series"][0]["points"]] == list(range(10, 21))
     assert len(list((run_a.run_dir / metrics.SERIES_DIR).iterdir())) == 3
+
+
+def test_epochs_done_reads_the_newest_epoch_end_point(client_a, run_a, django_assert_max_num_queries):
+    assert metrics.epochs_done(run_a) == 0
+    add(run_a, "loss", "0", *noisy_loss(300, 5), epochs=[1 + i // 100 for i in range(300)])
+    add(run_a, "epoch_loss", "0", [100, 200], [0.5, 0.4], epochs=[1, 2])  # epochs are 1-based
+    add(run_a, "epoch_accuracy", "1", [100, 200, 300], [0.8, 0.9, 0.95], epochs=[1, 2, 3])
+    with django_assert_max_num_queries(2):  # one index end per name, not a scan of the points
+        assert metrics.epochs_done(run_a) == 3
+    body = client_a.get(reverse("run_detail", args=[run_a.pk])).content.decode()
+    assert '<script id="epochs-done" type="application/json">3</script>' in body
+
+
+def test_compare_reads_the_file_warm_series_stored(run_a, django_assert_max_num_queries):
+    from webapp.history import compare
+
+    add(run_a, "loss", "0", *noisy_loss(3000, 6), epochs=[1 + i // 1000 for i in range(3000)])
+    add(run_a, "steps_per_epoch", "0", [1], [1000.0])
+    run_a.run_dir.mkdir(parents=True)
+    Run.objects.filter(pk=run_a.pk).update(status=Run.Status.SUCCEEDED)
+    run_a.refresh_from_db()
+    metrics.warm_series(run_a)  # the default axes: step and epoch
+    cache.clear()
+    for x in ("step", "epoch"):
+        with django_assert_max_num_queries(0):  # both axes come from the stored files
+            curves = compare.run_series(run_a, x=x)
+        assert set(curves) == {"loss"}  # steps_per_epoch is a constant, not a curve
+        assert len(curves["loss"]) <= compare.MAX_POINTS

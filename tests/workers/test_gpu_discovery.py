@@ -141,7 +141,8 @@ def test_tfos_args_hide_gpus_unless_spark_assigned_some():
     cpu = tf_args({"run_id": 1}, 0)
     # TFoS checks `'num_gpus' in tf_args`, then reads tf_args.num_gpus: 0 = take no GPU itself.
     assert "num_gpus" in cpu and cpu.num_gpus == 0 and cpu["spec"] == {"run_id": 1}
-    gpu = tf_args({"run_id": 1}, 1.0)
+    gpu = tf_args({"run_id": 1}, 1.0, cores=2)
+    assert gpu["cores"] == 2 and cpu["cores"] == 0  # main_fun sizes TF's op threads to the executor
     assert "num_gpus" not in gpu  # Spark's addresses are used as they are
     with pytest.raises(AttributeError):
         gpu.num_gpus  # noqa: B018

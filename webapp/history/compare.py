@@ -261,11 +261,12 @@ def run_series(run, x: str = "step", max_points: int = MAX_POINTS) -> dict[str, 
     merged here: points at the same x averaged, then, if still more than `max_points`, averaged in
     `max_points` equal-width x buckets. A downsampled series carries each bucket's lowest and
     highest value, so a merged point there is their midrange rather than the exact mean."""
-    names = [n for n in sorted(run_metrics.ALLOWED_NAMES) if n not in HIDDEN_METRICS]
-    data = run_metrics.series(run, names=names, max_points=max_points, x=x)
+    # All names, as the run page asks: a finished run's answer is then the file warm_series stored.
+    data = run_metrics.series(run, max_points=max_points, x=x)
     per_name: dict[str, list] = {}
     for s in data["series"]:
-        per_name.setdefault(s["name"], []).append(s["points"])
+        if s["name"] not in HIDDEN_METRICS:
+            per_name.setdefault(s["name"], []).append(s["points"])
     return {name: merge_points(parts, max_points) for name, parts in per_name.items()}
 
 

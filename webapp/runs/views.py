@@ -13,7 +13,7 @@ from webapp.catalog.registry import REF, TEMPLATES
 from webapp.datasets.models import Dataset
 from workers.backends.base import BackendError
 
-from . import analysis, artifacts, lifecycle, metrics
+from . import analysis, artifacts, lifecycle, metrics, watchdog
 from .errors import RunRequestError
 from .forms import RunForm
 from .models import Run
@@ -90,6 +90,7 @@ def run_detail(request, pk):
         "template": TEMPLATES.get(run.template),
         "base_links": _base_links(run),
         "can_edit": can_edit_run(request.user, run),
+        "epochs_done": metrics.epochs_done(run),
     }
     return render(request, "runs/detail.html", ctx)
 
@@ -145,6 +146,7 @@ def run_live(request, pk):
             "logs": logs,
             "has_predictions": artifacts.predictions_path(run).exists(),
             "has_model": artifacts.model_path(run).exists(),
+            "diagnosis": watchdog.banner(run),
         }
     )
 

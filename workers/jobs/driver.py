@@ -89,6 +89,9 @@ def _spark_context(spec: RunSpec):
         # No task here gains from locality; waiting for a "preferred" executor (the one that
         # cached a feed partition) would only stall the lockstep TF workers.
         "spark.locality.wait": "0s",
+        # The Python workers' memory (where TensorFlow runs) in the executors' heartbeat metrics,
+        # which the run page's Resources charts sample (docs/monitoring.md); reads /proc, Linux only.
+        "spark.executor.processTreeMetrics.enabled": "true",
     }
     if spec.bind_host:
         defaults["spark.executorEnv.SPARKDECK_BIND_HOST"] = spec.bind_host
@@ -190,7 +193,10 @@ def _defer_tfos_tensorflow_import() -> None:
 def train(sc, spec: RunSpec) -> None:
     from tensorflowonspark import TFCluster
 
+    from workers.jobs import reservation_poll
     from workers.jobs.train import main_fun, tf_args
+
+    reservation_poll.apply()
 
     spark_mode = spec.input_mode == "spark"
     mode = TFCluster.InputMode.SPARK if spark_mode else TFCluster.InputMode.TENSORFLOW
@@ -213,7 +219,11 @@ def train(sc, spec: RunSpec) -> None:
             cluster = TFCluster.run(
                 sc,
                 main_fun,
-                tf_args(spec.to_dict(), float(sc.getConf().get("spark.task.resource.gpu.amount", "0") or 0)),
+                tf_args(
+                    spec.to_dict(),
+                    float(sc.getConf().get("spark.task.resource.gpu.amount", "0") or 0),
+                    int(sc.getConf().get("spark.executor.cores", "0") or 0),
+                ),
                 spec.cluster_size,
                 num_ps=0,
                 tensorboard=False,
@@ -239,9 +249,7 @@ def train(sc, spec: RunSpec) -> None:
         else:
             _wait_for_tf_nodes(sc, TFCluster.tf_status)
         log("TF nodes done; shutting the TF cluster down")
-        # TFoS arms SIGALRM for `timeout` and never disarms it: disarm before inference.
-        cluster.shutdown(timeout=spec.timeouts.shutdown)
-        signal.alarm(0)
+        _shutdown(sc, cluster, spec.timeouts.shutdown)
     except Exception as e:
         if timer is not None and timer.fired:
             raise RunFailed(f"training exceeded timeouts.train ({spec.timeouts.train} s)") from e
@@ -256,6 +264,26 @@ def train(sc, spec: RunSpec) -> None:
                 pass
     if "error" in TFCluster.tf_status:
         raise RunFailed(reason(TFCluster.tf_status["error"]))
+
+
+def _shutdown(sc, cluster, timeout: int) -> None:
+    """What TFCluster.shutdown() does for a cluster without ps/evaluator nodes, once the nodes are
+    done (both input modes wait for that before calling this), minus its closing poll: TFoS then
+    sleeps 5 s before its first look for active jobs, though none can be left (5 s of every run).
+    Stops the nodes' queues with TFoS's own shutdown task, fails on a late error, stops the
+    reservation server."""
+    from tensorflowonspark import TFCluster, TFSparkNode
+
+    nodes = cluster.cluster_info
+    if any(node["job_name"] in ("ps", "evaluator") for node in nodes):  # not what train() starts
+        cluster.shutdown(timeout=timeout)
+        signal.alarm(0)  # TFoS arms SIGALRM for `timeout` and never disarms it
+        return
+    workers = sc.parallelize(range(len(nodes)), len(nodes))
+    workers.foreachPartition(TFSparkNode.shutdown(nodes, 0, cluster.queues))
+    if "error" in TFCluster.tf_status:
+        raise RunFailed(reason(TFCluster.tf_status["error"]))
+    cluster.server.stop()
 
 
 def _wait_for_tf_nodes(sc, tf_status: dict) -> None:

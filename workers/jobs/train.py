@@ -14,11 +14,12 @@ import sys
 import tempfile
 import time
 
-from workers.jobs import loopback
+from workers.jobs import loopback, reservation_poll
 
 # Executors import this module while unpickling the TFoS task, before TFoS's _mapfn asks
 # util.get_ip_address() for the address to register: patch it now (no-op unless a bind host is set).
 loopback.apply()
+reservation_poll.apply()  # and before it waits for the other nodes' reservations
 
 MODEL_FILE = "model.keras"
 STATS_FILE = "train_stats.json"
@@ -49,10 +50,11 @@ class TFArgs(dict):
             raise AttributeError(name) from None
 
 
-def tf_args(spec: dict, task_gpus: float) -> TFArgs:
+def tf_args(spec: dict, task_gpus: float, cores: int = 0) -> TFArgs:
     """The args TFoS hands main_fun. Without Spark GPUs, TFoS would pick a free GPU itself with
-    nvidia-smi on a GPU host, behind Spark's back (and a GPU run's): num_gpus=0 stops that."""
-    args = TFArgs(spec=spec)
+    nvidia-smi on a GPU host, behind Spark's back (and a GPU run's): num_gpus=0 stops that.
+    ``cores``: the executor's cores (spark.executor.cores), TF's op threads in main_fun."""
+    args = TFArgs(spec=spec, cores=int(cores or 0))
     if not task_gpus:
         args["num_gpus"] = 0
     return args
@@ -108,12 +110,25 @@ def step_timer(keras, executor_id, epochs: int):
     return StepTimer()
 
 
+def limit_op_threads(tf, cores: int) -> None:
+    """One thread per core Spark gave this executor for TF's ops: by default TF sizes its pool to
+    the whole machine, so executors sharing a host each run as many threads as it has cores and
+    fight over them (and over the cores of whatever else Spark placed there)."""
+    if cores <= 0:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cores)
+        log(f"TF op threads: {cores} (spark.executor.cores)")
+    except RuntimeError as e:  # TF's runtime already started in this process: keep its pool
+        log(f"TF op threads left as they are: {e}")
+
+
 def main_fun(args, ctx):
     os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TF loads in this process
     # Spark's GPU addresses are nvidia-smi indices (PCI bus order); CUDA's default order is
     # "fastest first", so without this CUDA_VISIBLE_DEVICES=1 may pick another physical GPU.
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    from workers.jobs import data, metrics, templates
+    from workers.jobs import data, metrics, tbevents, templates
     from workers.jobs.spec import parse_spec
 
     spec = parse_spec(args["spec"])
@@ -128,6 +143,7 @@ def main_fun(args, ctx):
     emit(gpu_line(ctx.executor_id, tf))
     log(f"TF_CONFIG: {os.environ.get('TF_CONFIG')}")
 
+    limit_op_threads(tf, int(args.get("cores") or 0))
     # Must exist before any other TF op: it configures the collective ops for this process.
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     workers = strategy.num_replicas_in_sync
@@ -168,6 +184,13 @@ def main_fun(args, ctx):
     poster = metrics.MetricsPoster(spec.metrics.url, spec.metrics.token, str(ctx.executor_id))
     timer = step_timer(tf_keras, ctx.executor_id, hp.epochs)
     callbacks = [metrics.make_callback(poster, spec.metrics.every_steps), timer]
+    if is_chief:
+        poster.add("steps_per_epoch", steps, 0, 1)  # the run page's step progress and ETA (docs/monitoring.md)
+        board = tbevents.safe_callback(
+            tf_keras, tf, tbevents.log_dir(spec.artifact_dir), lambda _e: {"epoch_ms_per_step": timer.ms_per_step[-1]}
+        )
+        if board is not None:  # chief only: the other workers' summaries would be the same numbers
+            callbacks.append(board)
     log(f"fit: {hp.epochs} epochs x {steps} steps, batch {batch}/replica x {workers} replicas")
     t0 = time.time()
     history = model.fit(dataset, epochs=hp.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=2)
