@@ -17,7 +17,7 @@ from webapp.clusters import services as cluster_services
 from workers.backends.base import BackendError
 from workers.jobs.package import build_jobs_zip
 
-from . import bases
+from . import bases, watchdog
 from .models import Run
 from .states import StaleStatus, Status
 
@@ -163,9 +163,16 @@ def reconcile(run: Run) -> None:
         Run.objects.filter(pk=run.pk).update(**fields)
         for k, v in fields.items():
             setattr(run, k, v)
+    if state.state != run.status:
+        _move(run, state)
+    try:
+        watchdog.check(run, backend=backend, state=state)  # after the move: it knows if Spark failed the run
+    except Exception:  # noqa: BLE001 - a watchdog problem must never break reconciling
+        log.exception("watchdog of run %s failed", run.pk)
+
+
+def _move(run: Run, state) -> None:
     target = state.state
-    if target == run.status:
-        return
     try:
         if target == Status.SUCCEEDED:
             result = _read_result(run)

@@ -107,6 +107,9 @@ class Run(models.Model):
     test_accuracy = models.FloatField(null=True, blank=True)
     test_rows = models.PositiveIntegerField(null=True, blank=True)
     result = models.JSONField(default=dict, blank=True)
+    # The watchdog's finding (webapp/runs/watchdog.py): code, title, cause, evidence, advice, fatal,
+    # first_seen, fail_at, ...; {} while nothing is wrong.
+    diagnosis = models.JSONField(default=dict, blank=True)
 
     # Denormalized for the run table (webapp/history), which sorts and filters on them with indexes.
     # Filled by webapp/runs/summary.py: hyperparameters at create (save()), metrics as they arrive,
