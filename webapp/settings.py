@@ -58,6 +58,10 @@ MAX_IMAGES = _positive_int("SPARKDECK_MAX_IMAGES", None)  # images in a ZIP of i
 MAX_PIXELS = _positive_int("SPARKDECK_MAX_PIXELS", None)  # pixels of one image in a ZIP
 MAX_VALUES = _positive_int("SPARKDECK_MAX_VALUES", None)  # rows × features of one dataset (bounds its Parquet)
 RECONCILE_SECONDS = env.float("SPARKDECK_RECONCILE_SECONDS", default=2.0)
+# Executor resources are sampled from the Spark UI of every RUNNING run this often (docs/monitoring.md).
+SPARKDECK_SAMPLE_SECONDS = _positive_int("SPARKDECK_SAMPLE_SECONDS", 5)
+# The watchdog (webapp/runs/watchdog.py, docs/watchdog.md) fails a run this long after diagnosing it stuck.
+SPARKDECK_STUCK_GRACE_SECONDS = _positive_int("SPARKDECK_STUCK_GRACE_SECONDS", 30)
 # A conversion still CONVERTING after this long lost its worker (killed, restarted): it is failed.
 CONVERSION_TIMEOUT_SECONDS = _positive_int("SPARKDECK_CONVERSION_TIMEOUT_SECONDS", 4 * 3600)
 
@@ -82,6 +86,7 @@ INSTALLED_APPS = [
     "webapp.ops",
     "webapp.api",
     "webapp.notifications",
+    "webapp.monitoring",
 ]
 
 MIDDLEWARE = [

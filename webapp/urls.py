@@ -9,6 +9,7 @@ from webapp.datasets import views as dataset_views
 from webapp.history import compare
 from webapp.history import views as history_views
 from webapp.modelfiles import views as modelfile_views
+from webapp.monitoring import views as monitoring_views
 from webapp.notifications import views as notification_views
 from webapp.runs import views as run_views
 
@@ -48,6 +49,9 @@ urlpatterns = [
     path("runs/<int:pk>/analysis.json", run_views.run_analysis_json, name="run_analysis_json"),
     path("runs/<int:pk>/series.json", run_views.run_series, name="run_series"),
     path("runs/<int:pk>/model/", run_views.run_model, name="run_model"),
+    path("runs/<int:pk>/resources.json", monitoring_views.run_resources, name="run_resources"),
+    path("runs/<int:pk>/tensorboard.tar.gz", monitoring_views.run_tensorboard, name="run_tensorboard"),
+    path("runs/<int:pk>/log-search.json", monitoring_views.run_log_search, name="run_log_search"),
     path("ingest/runs/<int:pk>/metrics", run_views.ingest_metrics, name="ingest_metrics"),
     path("api/", include("webapp.api.urls")),  # REST API, schema, docs, token page (docs/api.md)
 ]

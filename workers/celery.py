@@ -21,6 +21,10 @@ def _schedule(sender, **kwargs):
 
     # Status is tracked by polling, so a worker restart never loses a run.
     sender.add_periodic_task(settings.RECONCILE_SECONDS, sender.signature("workers.tasks.reconcile_runs"))
+    # Executor CPU/memory/GC of RUNNING runs from their Spark UI (webapp/monitoring, docs/monitoring.md).
+    sender.add_periodic_task(
+        float(settings.SPARKDECK_SAMPLE_SECONDS), sender.signature("workers.tasks.sample_executors")
+    )
     sender.add_periodic_task(60.0, sender.signature("workers.tasks.sweep_conversions"))
 
 

@@ -22,6 +22,14 @@ def reconcile_runs() -> int:
     return count
 
 
+@app.task(name="workers.tasks.sample_executors", ignore_result=True)
+def sample_executors() -> int:
+    """One resource sample of every RUNNING run's executors (Spark's REST API); an unreachable UI is skipped."""
+    from webapp.monitoring import services
+
+    return services.sample_running()
+
+
 @app.task(name="workers.tasks.convert_dataset")
 def convert_dataset(dataset_id: int) -> None:
     """Convert an UPLOADED dataset (claimed UPLOADED → CONVERTING); any other status: nothing to do."""

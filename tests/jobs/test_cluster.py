@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.jobs.digits import spec_dict
+from tests.jobs.events import tensorboard_scalars
 from workers.jobs.package import build_jobs_zip
 
 pytestmark = [pytest.mark.spark]
@@ -84,6 +85,12 @@ def test_trains_on_the_cluster(cluster, tmp_path, digits, sink, mode):
     assert result["test_accuracy"] >= 0.9 and result["test_rows"] == 360 and result["input_mode"] == mode
     assert (tmp_path / "art" / "predictions" / "predictions.csv").is_file()
     assert {p for _, _, b in sink.requests for p in [b["executor"]]} == {"0", "1"}
+    # The chief (executor 0 only) posts steps_per_epoch for the ETA and writes TensorBoard event files.
+    spe = [
+        (b["executor"], p["value"]) for _, _, b in sink.requests for p in b["points"] if p["name"] == "steps_per_epoch"
+    ]
+    assert spe == [("0", result["steps_per_epoch"])]
+    assert [s for s, _ in tensorboard_scalars(tmp_path / "art")["epoch_loss"]] == [0, 1, 2, 3, 4]
     if work_dirs:
         stderr = "".join(Path(p).read_text() for d in work_dirs for p in glob.glob(f"{d}/{app_id}/*/stderr"))
         configs = re.findall(r"\[sparkdeck\] TF_CONFIG: (\{.*\})", stderr)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.jobs.digits import spec_dict
+from tests.jobs.events import tensorboard_scalars
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,3 +77,7 @@ def test_main_fun_trains_exports_and_reports(tmp_path, digits, sink, mode):
         assert child == {"terminated": True, "sizes": [32]}  # batches, and the feed was released
     names = [p["name"] for p in sink.points("0")]
     assert names.count("loss") == 9 and names.count("epoch_loss") == 2  # 90 steps, every 10
+    assert [p["value"] for p in sink.points("0") if p["name"] == "steps_per_epoch"] == [45]  # for the ETA
+    scalars = tensorboard_scalars(tmp_path / "art")
+    assert [step for step, _ in scalars["epoch_loss"]] == [0, 1]  # one per epoch, Keras's step numbering
+    assert [round(v, 4) for _, v in scalars["epoch_accuracy"]] == [round(a, 4) for a in stats["history"]["accuracy"]]

@@ -607,8 +607,12 @@ def test_artifacts_listed_and_downloaded(alice, run_files):
 @pytest.mark.django_db
 def test_artifacts_not_written_yet(alice, run_a):
     c = token_client(alice[0])
-    assert c.get(f"/api/runs/{run_a.pk}/artifacts/").json() == {"model": None, "predictions_csv": None}
-    for path in ("artifacts/model/", "artifacts/predictions.csv"):
+    assert c.get(f"/api/runs/{run_a.pk}/artifacts/").json() == {
+        "model": None,
+        "predictions_csv": None,
+        "tensorboard": None,
+    }
+    for path in ("artifacts/model/", "artifacts/predictions.csv", "artifacts/tensorboard.tar.gz"):
         resp = c.get(f"/api/runs/{run_a.pk}/{path}", HTTP_ACCEPT="application/octet-stream")
         assert resp.status_code == 404 and resp.json()["detail"]
 
@@ -739,6 +743,8 @@ def test_openapi_schema_is_valid_and_lists_every_endpoint(alice):
         "/api/runs/{id}/artifacts/": {"get"},
         "/api/runs/{id}/artifacts/model/": {"get"},
         "/api/runs/{id}/artifacts/predictions.csv": {"get"},
+        "/api/runs/{id}/artifacts/tensorboard.tar.gz": {"get"},
+        "/api/runs/{id}/resources/": {"get"},
         "/api/datasets/": {"get", "post"},
         "/api/datasets/{id}/": {"get"},
         "/api/clusters/": {"get"},

@@ -264,6 +264,8 @@ class ArtifactSerializer(serializers.Serializer):
 class ArtifactsSerializer(serializers.Serializer):
     model = ArtifactSerializer(allow_null=True)
     predictions_csv = ArtifactSerializer(allow_null=True)
+    # The chief's TensorBoard event files as a tar.gz (size: the files' bytes before packing).
+    tensorboard = ArtifactSerializer(allow_null=True)
 
 
 class RunPageSerializer(serializers.Serializer):

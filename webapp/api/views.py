@@ -26,6 +26,8 @@ from webapp.datasets.services import create_dataset
 from webapp.datasets.uploads import LimitedUploadHandler, declared_too_large, too_large_message
 from webapp.history import filters, table
 from webapp.history.services import TABLE_DEFER, EditError, set_archived, set_starred, update_run
+from webapp.monitoring import services as monitoring
+from webapp.monitoring import tensorboard
 from webapp.runs import analysis, artifacts, lifecycle, metrics
 from webapp.runs.errors import RunRequestError
 from webapp.runs.models import Run
@@ -394,8 +396,26 @@ class RunArtifactsView(APIView):
             {
                 "model": _artifact(request, "api:run-model", run, artifacts.model_path(run)),
                 "predictions_csv": _artifact(request, "api:run-predictions-csv", run, artifacts.predictions_csv(run)),
+                "tensorboard": _tensorboard_artifact(request, run),
             }
         )
+
+
+def _tensorboard_artifact(request, run):
+    if tensorboard.tensorboard_dir(run) is None:
+        return None
+    url = reverse("api:run-tensorboard", args=[run.pk], request=request)
+    return {"name": f"run{run.pk}-tensorboard.tar.gz", "size": tensorboard.event_bytes(run), "url": url}
+
+
+class RunResourcesView(APIView):
+    @extend_schema(operation_id="runs_resources", responses={200: OpenApiTypes.OBJECT, 404: NOT_FOUND})
+    def get(self, request, pk):
+        """Per-executor resource samples (cores busy, memory, GC share) and the progress/ETA, as the
+        run page's Resources section shows them (docs/monitoring.md)."""
+        run = perms.team_run(request.user, pk)
+        data = {"status": run.status, "terminal": run.is_terminal, **monitoring.series(run)}
+        return Response({**data, "progress": monitoring.eta(run)})
 
 
 class DownloadView(APIView):
@@ -427,6 +447,22 @@ class RunPredictionsCsvView(DownloadView):
         """All predictions as CSV: row_id, label, prediction, confidence."""
         run = perms.team_run(request.user, pk)
         return self.send(artifacts.predictions_csv(run), f"run{run.pk}-predictions.csv")
+
+
+class RunTensorboardView(DownloadView):
+    @extend_schema(
+        operation_id="runs_tensorboard_download",
+        responses={(200, "application/gzip"): BINARY, 404: NOT_FOUND},
+    )
+    def get(self, request, pk):
+        """The chief's TensorBoard event files as run<id>-tensorboard.tar.gz (`tensorboard --logdir`)."""
+        run = perms.team_run(request.user, pk)
+        if tensorboard.tensorboard_dir(run) is None:
+            raise NotFound("Not written (yet).")
+        name = f"run{run.pk}-tensorboard.tar.gz"
+        return FileResponse(
+            tensorboard.archive(run), as_attachment=True, filename=name, content_type="application/gzip"
+        )
 
 
 # ---------------------------------------------------------------- datasets
