@@ -29,8 +29,9 @@ def spawn(argv, log, env):
 
 
 class EmbeddedStack:
-    def __init__(self, keep=False, worker_memory="4g", executor_memory_mb=3072, worker_cores=1):
+    def __init__(self, keep=False, worker_memory="4g", executor_memory_mb=3072, worker_cores=1, reconcile_seconds=0.5):
         self.keep = keep
+        self.reconcile_seconds = reconcile_seconds
         self.worker_cores = worker_cores
         self.worker_memory = worker_memory
         self.executor_memory_mb = executor_memory_mb
@@ -48,7 +49,7 @@ class EmbeddedStack:
             DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY", "bench-only"),
             SPARKDECK_VAR_DIR=str(self.root / "var"),
             SPARKDECK_PUBLIC_URL=f"http://127.0.0.1:{web_port}",
-            SPARKDECK_RECONCILE_SECONDS="0.5",
+            SPARKDECK_RECONCILE_SECONDS=str(self.reconcile_seconds),
         )
         os.environ.pop("DATABASE_URL", None)
         os.environ.pop("CELERY_BROKER_URL", None)

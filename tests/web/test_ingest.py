@@ -71,3 +71,30 @@ def test_live_endpoint_returns_points_after_an_id(client_a, run):
     assert [p["value"] for p in data["points"]] == [2.1]
     last = data["points"][-1]["id"]
     assert client_a.get(f"/runs/{run.pk}/live.json?since={last}").json()["points"] == []
+
+
+@pytest.mark.django_db
+def test_live_log_of_an_active_run_is_followed_first(client_a, run, monkeypatch):
+    from webapp.runs import lifecycle
+
+    asked = []
+
+    class Following:
+        def follow_log(self, handle, executor, stream):
+            asked.append((handle["run_dir"], executor, stream))
+            path = run.run_dir / "executors" / executor / stream
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("fetched just now\n")
+
+    monkeypatch.setattr(lifecycle, "backend_for", lambda cluster: Following())
+    run.backend_handle = {"run_dir": str(run.run_dir), "app_id": "app-1"}
+    run.save(update_fields=["backend_handle"])
+    url = f"/runs/{run.pk}/live.json?log=1:stderr&off:1:stderr=0&log=driver"
+    data = client_a.get(url).json()
+    assert asked == [(str(run.run_dir), "1", "stderr")]  # the executor log, not the driver's own file
+    assert data["logs"]["1:stderr"]["text"] == "fetched just now\n"
+
+    client_a.get(f"/runs/{run.pk}/live.json?log=..:stderr")  # a bad name reaches no backend
+    run.transition(Run.Status.FAILED, reason="x")
+    client_a.get(url)  # ended: the reconciler's final copy is all there is
+    assert len(asked) == 1

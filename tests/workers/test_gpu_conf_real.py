@@ -197,7 +197,9 @@ def test_each_executor_gets_its_gpu_and_tfos_exports_it(gpu_cluster, backend, di
     assert gpu_lines(stderr) == {"0": ("['0']", "0"), "1": ("['0']", "0")}
     for text in stderr.values():
         steps = re.findall(
-            rf"^SPARKDECK_STEP executor=\d+ epoch=(\d+)/{EPOCHS} steps=5 seconds=\S+ ms_per_step=\S+$", text, re.M
+            rf"^SPARKDECK_STEP executor=\d+ epoch=(\d+)/{EPOCHS} steps=5 seconds=\S+ ms_per_step=\S+ at=\S+$",
+            text,
+            re.M,
         )
         assert steps == [str(e) for e in range(1, EPOCHS + 1)], text[-3000:]
     result = json.loads((req.run_dir / "result.json").read_text())

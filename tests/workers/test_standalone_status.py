@@ -271,6 +271,40 @@ def test_logs_are_copied_incrementally(tmp_path, fake):
     assert offsets["0/stderr"] == len("line 1\nline 2 ü\n".encode())
 
 
+def test_follow_log_fetches_one_log_between_copies(tmp_path, fake):
+    import fcntl
+
+    fake.state["workers"] = [{"id": "w1", "state": "ALIVE", "webuiaddress": f"{fake.url}/worker"}]
+    fake.executors = [{"id": 0, "appid": APP}, {"id": 1, "appid": APP}]
+    fake.logs = {("0", "stderr"): b"line 1\n", ("1", "stderr"): b"a\n"}
+    handle = fake_run(tmp_path, log=f"SPARKDECK_APP_ID={APP}\n")
+    handle["rest_url"] = fake.url
+    b = backend_for(fake.url)
+    out = Path(handle["run_dir"]) / "executors"
+    b.follow_log(handle, "0", "stderr")  # before any logs() copy: no worker known yet, nothing fetched
+    assert not (out / "0/stderr").exists()
+
+    b.logs(handle)  # the reconciler's copy: records which worker UI serves each executor
+    assert json.loads((out / "sources.json").read_text()) == {"0": f"{fake.url}/worker", "1": f"{fake.url}/worker"}
+    fake.logs[("0", "stderr")] += b"line 2\n"
+    fake.logs[("1", "stderr")] += b"b\n"
+    b.follow_log(handle, "0", "stderr")
+    assert (out / "0/stderr").read_bytes() == b"line 1\nline 2\n"
+    assert (out / "1/stderr").read_bytes() == b"a\n"  # only the log asked for
+    assert json.loads((out / "offsets.json").read_text())["0/stderr"] == len(b"line 1\nline 2\n")
+
+    b.follow_log(handle, "7", "stderr")  # unknown executor, unknown stream: nothing, no error
+    b.follow_log(handle, "0", "../x")
+    fake.logs[("0", "stderr")] += b"line 3\n"
+    with open(out / ".lock", "w") as lock:  # a logs() copy in progress: follow_log leaves it to it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        b.follow_log(handle, "0", "stderr")
+        assert (out / "0/stderr").read_bytes() == b"line 1\nline 2\n"
+    b.logs(handle)  # the next copy continues from follow_log's offset: no byte twice
+    assert (out / "0/stderr").read_bytes() == b"line 1\nline 2\nline 3\n"
+    assert (out / "1/stderr").read_bytes() == b"a\nb\n"
+
+
 def test_logs_without_master_return_what_is_there(tmp_path):
     handle = fake_run(tmp_path, log=f"SPARKDECK_APP_ID={APP}\n")
     handle["rest_url"] = f"http://127.0.0.1:{closed_port()}"

@@ -219,6 +219,17 @@ def reconcile_active() -> int:
         return count
 
 
+def follow_log(run: Run, source: str, stream: str) -> None:
+    """Fetch what an active run's executor log gained since the last copy, for the run page's live
+    tail (docs/monitoring.md); the periodic reconcile copies every log in any case."""
+    if source == "driver" or run.is_terminal or not run.backend_handle:
+        return  # the driver log is written into the run dir directly
+    try:
+        backend_for(run.cluster).follow_log(dict(run.backend_handle), source, stream)
+    except (BackendError, OSError) as exc:
+        log.warning("live log for run %s: %s", run.pk, exc)
+
+
 def cancel(run: Run, by: str = "") -> None:
     """QUEUED → CANCELLED at once; a submitted run's application is killed first, logs kept."""
     reason = f"Cancelled by {by}." if by else "Cancelled."

@@ -123,6 +123,7 @@ def run_live(request, pk):
         path = artifacts.log_path(run, source, stream or "stderr")
         if path is None:
             continue
+        lifecycle.follow_log(run, source, stream or "stderr")
         offset = _int(request.GET.get(f"off:{key}"), -1)
         if offset < 0:
             offset = artifacts.tail_offset(path)

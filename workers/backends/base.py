@@ -88,6 +88,12 @@ class Backend(abc.ABC):
     def logs(self, handle: Handle) -> list[Path]:
         """Copy executor logs into the run dir (incrementally) and return the copied files."""
 
+    def follow_log(self, handle: Handle, executor: str, stream: str) -> None:
+        """Bring one executor log's copy up to date now, between logs() calls: the run page asks
+        for the log it shows while the run is active. Best effort and cheap; by default nothing
+        (the periodic logs() copy is all a backend offers)."""
+        return None
+
 
 def get_backend(kind: str, **cluster_settings: Any) -> Backend:
     """Backend for a cluster kind; settings are the cluster's connection fields (master_url, ...)."""

@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULT_NAME = "result.json"
 CANCEL_NAME = "cancelled.json"
 OFFSETS_NAME = "offsets.json"
+SOURCES_NAME = "sources.json"  # executor id -> its worker's web UI, for follow_log()
 
 # Keys Sparkdeck sets itself; extra spark_conf may never touch them (TFoS needs one TF process per
 # executor, a fixed executor count, and legacy Keras everywhere).
@@ -61,6 +62,7 @@ PROTECTED_ENV = {"TF_USE_LEGACY_KERAS", "PYSPARK_PYTHON", "SPARK_LOCAL_IP", "TFO
 
 LOG_CHUNK = 1024 * 1024  # bytes per /log request
 LOG_MAX_CHUNKS = 32  # per file per logs() call: bounded work, the next call continues
+FOLLOW_TIMEOUT = 1.0  # follow_log() runs inside the run page's poll: never hold it up long
 # "ValueError: x", "py4j.protocol.Py4JJavaError: ...", "org.apache.spark.SparkException: ..." at line start.
 EXC_NAME_RE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)(?![A-Za-z_]))(.*)$")
 CSRF_RE = re.compile(r'name="csrfToken" value="([^"]*)"')
@@ -433,16 +435,34 @@ class StandaloneBackend(Backend):
                 self._copy_logs(handle, app_id, out_dir)
         return sorted(p for p in out_dir.glob("*/*") if p.name in ("stdout", "stderr"))
 
+    def follow_log(self, handle: Handle, executor: str, stream: str) -> None:
+        app_id = handle.get("app_id")  # recorded by status()/logs() through the reconciler
+        if not (app_id and self.collect_logs) or stream not in ("stdout", "stderr"):
+            return
+        out_dir = Path(handle["run_dir"]) / "executors"
+        ui = _read_json(out_dir / SOURCES_NAME).get(str(executor))
+        if not ui:
+            return  # not seen by logs() yet: the next reconcile finds its worker
+        with open(out_dir / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # logs() is copying right now
+            offsets = _read_json(out_dir / OFFSETS_NAME)
+            key = f"{executor}/{stream}"
+            offsets[key] = self._fetch_log(
+                ui, app_id, executor, stream, out_dir / key, offsets.get(key, 0), chunks=1, timeout=FOLLOW_TIMEOUT
+            )
+            write_atomic(out_dir / OFFSETS_NAME, json.dumps(offsets))
+
     def _copy_logs(self, handle: Handle, app_id: str, out_dir: Path) -> None:
         try:
             workers = self.master_state(self._rest(handle)).get("workers", [])
         except BackendError:
             return
         offsets_path = out_dir / OFFSETS_NAME
-        try:
-            offsets = json.loads(offsets_path.read_text())
-        except (OSError, ValueError):
-            offsets = {}
+        offsets = _read_json(offsets_path)
+        sources = _read_json(out_dir / SOURCES_NAME)
         for w in workers:
             ui = (w.get("webuiaddress") or "").rstrip("/")
             if not ui or w.get("state") == "DEAD":
@@ -454,19 +474,33 @@ class StandaloneBackend(Backend):
             for ex in info.get("executors", []) + info.get("finishedexecutors", []):
                 if ex.get("appid") != app_id:
                     continue
+                sources[str(ex["id"])] = ui
                 for log_type in ("stdout", "stderr"):
                     key = f"{ex['id']}/{log_type}"
                     offsets[key] = self._fetch_log(ui, app_id, ex["id"], log_type, out_dir / key, offsets.get(key, 0))
         write_atomic(offsets_path, json.dumps(offsets))
+        write_atomic(out_dir / SOURCES_NAME, json.dumps(sources))
 
-    def _fetch_log(self, ui: str, app_id: str, exec_id, log_type: str, dest: Path, offset: int) -> int:
+    def _fetch_log(
+        self,
+        ui: str,
+        app_id: str,
+        exec_id,
+        log_type: str,
+        dest: Path,
+        offset: int,
+        chunks: int = LOG_MAX_CHUNKS,
+        timeout: float | None = None,
+    ) -> int:
         """Append bytes [offset, end) of one executor log to dest; returns the new offset."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.touch()
         params = {"appId": app_id, "executorId": exec_id, "logType": log_type, "byteLength": LOG_CHUNK}
-        for _ in range(LOG_MAX_CHUNKS):
+        for _ in range(chunks):
             try:
-                resp = requests.get(f"{ui}/log/", params={**params, "offset": offset}, timeout=self.http_timeout)
+                resp = requests.get(
+                    f"{ui}/log/", params={**params, "offset": offset}, timeout=timeout or self.http_timeout
+                )
                 resp.raise_for_status()
             except requests.RequestException:
                 break
@@ -483,6 +517,14 @@ class StandaloneBackend(Backend):
             if end >= total:
                 break
         return offset
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _group_in_dir(pgid: int, run_dir: Path) -> bool:

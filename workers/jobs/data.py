@@ -88,7 +88,7 @@ def shard_dataset(x, y, batch: int, seed: int):
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(max(1, len(x)), seed=seed, reshuffle_each_iteration=True)
-    return _no_autoshard(ds.repeat().batch(batch).prefetch(tf.data.AUTOTUNE))
+    return worker_options(ds.repeat().batch(batch).prefetch(2))
 
 
 # --- SPARK input mode --------------------------------------------------------------------------
@@ -136,13 +136,17 @@ def feed_dataset(data_feed, shape, batch: int):
             tf.TensorSpec((None,), tf.int64),
         ),
     )
-    return _no_autoshard(ds.prefetch(2))
+    return worker_options(ds.prefetch(2))
 
 
-def _no_autoshard(ds):
-    # Each worker already holds only its own data; TF must not shard it again.
+def worker_options(ds):
+    """Options for a worker's input pipeline."""
     import tensorflow as tf
 
     opts = tf.data.Options()
+    # Each worker already holds only its own data; TF must not shard it again.
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    # Nothing here to tune (no parallel map; a fixed 2-batch prefetch), and the autotuning thread
+    # delays the iterator's teardown at the end of fit() (see tfdata_teardown.py).
+    opts.autotune.enabled = False
     return ds.with_options(opts)

@@ -33,7 +33,10 @@ def emit(line: str) -> None:
 
 
 def log(msg: str) -> None:
-    emit(f"[sparkdeck] {msg}")
+    # TFoS's own log-line time format: one clock for both in the executor log (and the run page's
+    # log freshness figure, bench/freshness.py, reads it).
+    now = time.time()
+    emit(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))},{int(now * 1000) % 1000:03d} [sparkdeck] {msg}")
 
 
 def model_path(artifact_dir: str) -> str:
@@ -104,7 +107,7 @@ def step_timer(keras, executor_id, epochs: int):
             self.ms_per_step.append(round(ms, 2))
             emit(
                 f"SPARKDECK_STEP executor={executor_id} epoch={epoch + 1}/{epochs} steps={self.steps} "
-                f"seconds={seconds:.2f} ms_per_step={ms:.1f}"
+                f"seconds={seconds:.2f} ms_per_step={ms:.1f} at={time.time():.3f}"
             )
 
     return StepTimer()
@@ -128,7 +131,7 @@ def main_fun(args, ctx):
     # Spark's GPU addresses are nvidia-smi indices (PCI bus order); CUDA's default order is
     # "fastest first", so without this CUDA_VISIBLE_DEVICES=1 may pick another physical GPU.
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    from workers.jobs import data, metrics, tbevents, templates
+    from workers.jobs import data, metrics, tbevents, templates, tfdata_teardown
     from workers.jobs.spec import parse_spec
 
     spec = parse_spec(args["spec"])
@@ -173,6 +176,8 @@ def main_fun(args, ctx):
         def make_ds(_input_ctx):
             return data.feed_dataset(feed, shape, batch)
 
+    if not tfdata_teardown.disable_device_autotune():
+        log("tf.data: per-device autotune left on (this TensorFlow lacks the hook); fit may end late")
     dataset = strategy.distribute_datasets_from_function(make_ds)
     with strategy.scope():
         model = templates.build(spec.template, shape, spec.dataset.num_classes, hp, base=spec.base)
