@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from tests.fake_rm import FakeRM
 from webapp.accounts.models import Membership, Team
 from webapp.clusters.models import Cluster
 from webapp.datasets.ingest.digits import write_digits_npz
@@ -137,3 +138,11 @@ def isolated_storage(settings, tmp_path):
     settings.DATA_ROOT = tmp_path / "data"
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     settings.VAR_DIR = tmp_path / "var"
+
+
+@pytest.fixture
+def rm():
+    """A recorded YARN ResourceManager (nodes and metrics) on 127.0.0.1."""
+    fake = FakeRM()
+    yield fake
+    fake.close()

@@ -3,9 +3,6 @@ and the live-capacity page and "Test connection" action (a recorded YARN RM, a c
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -15,7 +12,6 @@ from django.urls import reverse
 
 from webapp.clusters.models import Cluster, TeamQuota
 
-RECORDINGS = Path(__file__).resolve().parents[1] / "workers" / "yarn_recordings"
 ADD_URL = "/admin/clusters/cluster/add/"
 CHANGELIST = "/admin/clusters/cluster/"
 
@@ -225,38 +221,6 @@ def test_unreachable_cluster_page_still_renders(admin_client, unreachable):
     html = resp.content.decode()
     assert "Not reachable: Cannot connect to the Spark master web UI at" in html
     assert "connection refused" in html and unreachable.rest_url in html
-
-
-class RecordedRM:
-    """The ResourceManager's nodes and metrics as recorded in tests/workers/yarn_recordings/."""
-
-    ROUTES = {"/ws/v1/cluster/nodes": "cluster_nodes.json", "/ws/v1/cluster/metrics": "cluster_metrics.json"}
-
-    def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                name = RecordedRM.ROUTES.get(self.path)
-                data = (RECORDINGS / name).read_bytes() if name else b"{}"
-                self.send_response(200 if name else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def rm():
-    r = RecordedRM()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 @pytest.mark.django_db

@@ -18,36 +18,6 @@ def team_a(alice):
 
 
 @pytest.fixture
-def make_run(alice, cluster):
-    user, team = alice
-    datasets = {}
-
-    def make(name="run", dataset="digits", tags="", created_by=user, created_at=None, **fields):
-        if dataset not in datasets:
-            datasets[dataset] = Dataset.objects.create(
-                team=team, name=dataset, status="READY", shape=[8, 8, 1], num_classes=10
-            )
-        hp = {k: fields.pop(k) for k in ("epochs", "batch_size", "learning_rate") if k in fields}
-        run = Run.objects.create(
-            team=team,
-            created_by=created_by,
-            name=name,
-            dataset=datasets[dataset],
-            cluster=cluster,
-            template=fields.pop("template", "cnn"),
-            hyperparameters=hp,
-            **fields,
-        )
-        if tags:
-            run.set_tags(tags)
-        if created_at:
-            Run.objects.filter(pk=run.pk).update(created_at=created_at)
-        return run
-
-    return make
-
-
-@pytest.fixture
 def runs(make_run):
     """A small, varied team history."""
     bob = get_user_model().objects.create_user("carol")

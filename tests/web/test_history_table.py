@@ -11,45 +11,12 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from webapp.datasets.models import Dataset
 from webapp.history import table
 from webapp.history.filters import FilterError
 from webapp.runs.models import MetricPoint, Run, RunTag
 from webapp.runs.summary import metrics_arrived, summarize
 
 T0 = timezone.make_aware(dt.datetime(2026, 5, 1, 9, 0))
-
-
-@pytest.fixture
-def make_run(alice, cluster):
-    user, team = alice
-    datasets = {}
-
-    def make(name="run", dataset="digits", team=team, created_by=user, created_at=None, tags="", **fields):
-        key = (team.pk, dataset)
-        if key not in datasets:
-            datasets[key] = Dataset.objects.create(
-                team=team, name=dataset, status="READY", shape=[8, 8, 1], num_classes=10
-            )
-        hp = {k: fields.pop(k) for k in ("epochs", "batch_size", "learning_rate") if k in fields}
-        run = Run.objects.create(
-            team=team,
-            created_by=created_by,
-            name=name,
-            dataset=datasets[key],
-            cluster=cluster,
-            template=fields.pop("template", "cnn"),
-            hyperparameters=hp,
-            **fields,
-        )
-        if tags:
-            run.set_tags(tags)
-        if created_at:
-            Run.objects.filter(pk=run.pk).update(created_at=created_at)
-            run.created_at = created_at
-        return run
-
-    return make
 
 
 @pytest.fixture

@@ -7,18 +7,15 @@ the Hadoop 3 ResourceManager REST API: /ws/v1/cluster/nodes and /ws/v1/cluster/m
 import os
 import shutil
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from django.urls import reverse
 
+from tests.fake_rm import FakeRM
 from webapp.clusters.capacity import Capacity, WorkerCapacity, fetch_capacity, live_capacity
 from workers.localcluster import LocalCluster, free_port, free_port_block
 
-RECORDINGS = Path(__file__).parent / "yarn_recordings"
 needs_java = pytest.mark.skipif(shutil.which("java") is None and not os.environ.get("JAVA_HOME"), reason="needs Java")
 
 
@@ -65,42 +62,6 @@ def test_slots_pack_per_worker_and_skip_dead_workers():
 
 
 # -- recorded ResourceManager --------------------------------------------------------------------
-
-
-class FakeRM:
-    """Serves {path: (status, body)}; recordings by default, anything else 404."""
-
-    def __init__(self, nodes="cluster_nodes.json"):
-        self.routes = {
-            "/ws/v1/cluster/nodes": (200, (RECORDINGS / nodes).read_text()),
-            "/ws/v1/cluster/metrics": (200, (RECORDINGS / "cluster_metrics.json").read_text()),
-        }
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                code, body = fake.routes.get(self.path.split("?")[0], (404, "{}"))
-                data = body.encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def rm():
-    f = FakeRM()
-    yield f
-    f.server.shutdown()
-    f.server.server_close()
 
 
 def test_yarn_nodes_with_and_without_gpus(rm):

@@ -22,7 +22,6 @@ from webapp.clusters.models import Cluster
 from webapp.datasets.forms import UploadForm
 from webapp.datasets.ingest import DatasetError
 from webapp.datasets.models import Dataset
-from webapp.datasets.services import create_dataset
 from webapp.datasets.uploads import LimitedUploadHandler, declared_too_large, too_large_message
 from webapp.history import filters, table
 from webapp.history.services import TABLE_DEFER, EditError, set_archived, set_starred, update_run
@@ -542,22 +541,8 @@ class DatasetListView(APIView):
         form = UploadForm(data, request.FILES)
         if not form.is_valid():
             raise ValidationError({k: list(v) for k, v in form.errors.items()})
-        d = form.cleaned_data
         try:
-            ds = create_dataset(
-                team=team,
-                user=request.user,
-                name=d["name"],
-                upload=d["file"],
-                label_column=d["label_column"],
-                layout=d["layout"],
-                shape_text=d["shape"],
-                x_key=d["x_key"],
-                y_key=d["y_key"],
-                image_size_text=d["image_size"],
-                test_fraction=d["test_fraction"],
-                test_upload=d["test_file"],
-            )
+            ds = form.create(team=team, user=request.user)
         except DatasetError as exc:
             raise _bad("non_field_errors", str(exc)) from None
         ds = perms.team_dataset(request.user, ds.pk)

@@ -2,7 +2,7 @@ from django import forms
 
 from .ingest import DatasetError, parse_shape
 from .models import Dataset
-from .services import DEFAULT_TEST_FRACTION, parse_image_size
+from .services import DEFAULT_TEST_FRACTION, create_dataset, parse_image_size
 
 
 class UploadForm(forms.Form):
@@ -72,3 +72,22 @@ class UploadForm(forms.Form):
         for key, default in (("x_key", "x"), ("y_key", "y"), ("label_column", "label")):
             data[key] = (data.get(key) or "").strip() or default
         return data
+
+    def create(self, *, team, user) -> Dataset:
+        """create_dataset() from this valid form (the upload page and the API both call it); raises
+        DatasetError."""
+        d = self.cleaned_data
+        return create_dataset(
+            team=team,
+            user=user,
+            name=d["name"],
+            upload=d["file"],
+            label_column=d["label_column"],
+            layout=d["layout"],
+            shape_text=d["shape"],
+            x_key=d["x_key"],
+            y_key=d["y_key"],
+            image_size_text=d["image_size"],
+            test_fraction=d["test_fraction"],
+            test_upload=d["test_file"],
+        )

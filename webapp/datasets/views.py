@@ -11,7 +11,7 @@ from webapp.accounts.services import can_submit, current_team
 from .forms import UploadForm
 from .ingest import DatasetError, preview
 from .models import Dataset
-from .services import archive_dataset, create_dataset, delete_dataset
+from .services import archive_dataset, delete_dataset
 from .thumbs import image_samples
 from .uploads import LimitedUploadHandler, declared_too_large, too_large_message
 
@@ -63,22 +63,8 @@ def _upload(request):
         if not can_submit(request.user, team):
             error = "Viewers cannot upload datasets."
         elif form.is_valid():
-            d = form.cleaned_data
             try:
-                ds = create_dataset(
-                    team=team,
-                    user=request.user,
-                    name=d["name"],
-                    upload=d["file"],
-                    label_column=d["label_column"],
-                    layout=d["layout"],
-                    shape_text=d["shape"],
-                    x_key=d["x_key"],
-                    y_key=d["y_key"],
-                    image_size_text=d["image_size"],
-                    test_fraction=d["test_fraction"],
-                    test_upload=d["test_file"],
-                )
+                ds = form.create(team=team, user=request.user)
             except DatasetError as exc:
                 error = str(exc)
             else:
