@@ -55,9 +55,24 @@ def main() -> int:
     ap.add_argument("--executors", type=int, default=2, help="TFoS cluster size")
     ap.add_argument("--executor-cores", type=int, default=1, help="cores per executor (and per Spark worker)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--reconcile-seconds", type=float, default=2.0, help="the reconcile period (shipped default: 2 s)")
+    ap.add_argument("--java-opts", default="", help="extra JVM options for the driver and the executors")
+    ap.add_argument(
+        "--plain-malloc",
+        action="store_true",
+        help="also time the plain process with the executors' malloc settings (workers/jobs/malloc_env.py)",
+    )
     args = ap.parse_args()
 
-    with EmbeddedStack(keep=args.keep, worker_cores=args.executor_cores) as stack:
+    with EmbeddedStack(
+        keep=args.keep, worker_cores=args.executor_cores, reconcile_seconds=args.reconcile_seconds
+    ) as stack:
+        if args.java_opts:
+            stack.db_cluster.extra_conf = {
+                "spark.driver.extraJavaOptions": args.java_opts,
+                "spark.executor.extraJavaOptions": args.java_opts,
+            }
+            stack.db_cluster.save(update_fields=["extra_conf"])
         npz = stack.root / "bench.npz"
         make_dataset(npz, args.upscale, args.copies)
         ds = stack.dataset("bench", npz)
@@ -85,6 +100,21 @@ def main() -> int:
         )
         plain_wall = time.time() - t1
         plain = json.loads(out.stdout.split("PLAIN_BASELINE=")[1].splitlines()[0])
+        tuned = None
+        if args.plain_malloc:
+            # The fair twin: the plain process with the malloc settings the executors get.
+            from workers.jobs.malloc_env import MALLOC_ENV
+
+            t2 = time.time()
+            out2 = subprocess.run(
+                [sys.executable, "-m", "workers.jobs.plain_baseline", "--spec", str(spec_path)],
+                cwd=REPO,
+                env={**stack.env, "TF_USE_LEGACY_KERAS": "1", **MALLOC_ENV},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            tuned = (time.time() - t2, json.loads(out2.stdout.split("PLAIN_BASELINE=")[1].splitlines()[0]))
 
         created = run.created_at.timestamp()
         queue = run.submitted_at.timestamp() - created
@@ -99,6 +129,11 @@ def main() -> int:
             f"plain TF process (import+fit+predict):    {plain_wall:6.1f} s   fit {plain['fit_seconds']:.1f} s, "
             f"accuracy {plain['test_accuracy']:.4f}"
         )
+        if tuned is not None:
+            print(
+                f"plain TF, executors' malloc settings:     {tuned[0]:6.1f} s   fit {tuned[1]['fit_seconds']:.1f} s, "
+                f"accuracy {tuned[1]['test_accuracy']:.4f}"
+            )
         print(f"Sparkdeck run, submit → SUCCEEDED seen:   {app_wall:6.1f} s   accuracy {run.test_accuracy:.4f}")
         print(f"  queued → submitted (Celery):            {queue:6.1f} s")
         print(f"  submitted → RUNNING seen (JVM, app reg): {to_running:6.1f} s")
@@ -109,6 +144,9 @@ def main() -> int:
         print(f"FIXED OVERHEAD app - plain = {app_wall - plain_wall:.1f} s")
         if "fit_seconds" in res:
             print(f"RATIO fit (TFoS fit / plain fit) = {res['fit_seconds'] / plain['fit_seconds']:.2f}")
+        if tuned is not None:
+            print(f"RATIO app/plain with the executors' malloc settings (wall) = {app_wall / tuned[0]:.2f}")
+            print(f"FIXED OVERHEAD app - that plain = {app_wall - tuned[0]:.1f} s")
         return 0
 
 

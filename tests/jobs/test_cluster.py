@@ -18,6 +18,7 @@ import pytest
 
 from tests.jobs.digits import spec_dict
 from tests.jobs.events import tensorboard_scalars
+from workers.jobs.malloc_env import MALLOC_ENV
 from workers.jobs.package import build_jobs_zip
 
 pytestmark = [pytest.mark.spark]
@@ -98,6 +99,13 @@ def test_trains_on_the_cluster(cluster, tmp_path, digits, sink, mode):
         for cfg in configs:
             addrs = [a for hosts in json.loads(cfg)["cluster"].values() for a in hosts]
             assert addrs and all(a.startswith("127.0.0.1:") for a in addrs)
+        # The driver's malloc defaults reached the Python workers that train (malloc_env.py).
+        expected = " ".join(f"{k}={v}" for k, v in sorted(MALLOC_ENV.items()))
+        assert re.findall(r"\[sparkdeck\] malloc: (.*)", stderr) == [expected, expected]
+        # C1-only executor JVMs in TENSORFLOW mode, the JIT's default in SPARK mode (jvm_opts.py).
+        commands = re.findall(r"Spark Executor Command: (.*)", stderr)
+        assert len(commands) == 2
+        assert all(('"-XX:TieredStopAtLevel=1"' in c) == (mode == "tensorflow") for c in commands)
     print(f"{mode}: wall {wall:.1f} s, result {result}")
 
 

@@ -1,6 +1,11 @@
 import json
 
+from pyspark import SparkConf
+
+from tests.jobs.digits import spec_dict
 from workers.jobs import driver
+from workers.jobs.malloc_env import MALLOC_ENV
+from workers.jobs.spec import parse_spec
 
 PY4J_TEXT = (
     (
@@ -57,3 +62,30 @@ def test_non_image_shape_is_refused_before_spark_starts(tmp_path, capsys, digits
     assert driver.main(["--spec", str(spec)]) == 1
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("SPARKDECK_ERROR=ValueError: the cnn template needs image data")
+
+
+def test_defaults_fill_only_what_spark_submit_left_unset(tmp_path):
+    dataset = {"train": "/d/train.parquet", "test": "/d/test.parquet", "shape": [8, 8, 1], "num_classes": 10,
+               "class_names": None}  # fmt: skip
+    spec = parse_spec(spec_dict(dataset, tmp_path / "art", bind_host="127.0.0.1"))
+    # As spark-submit hands them over: the cluster's executor env lowered one malloc setting.
+    conf = SparkConf(loadDefaults=False).set("spark.executorEnv.MALLOC_TRIM_THRESHOLD_", "1048576")
+    driver.apply_defaults(conf, spec)
+    assert conf.get("spark.executorEnv.MALLOC_TRIM_THRESHOLD_") == "1048576"
+    assert conf.get("spark.executorEnv.MALLOC_TOP_PAD_") == MALLOC_ENV["MALLOC_TOP_PAD_"] == str(256 << 20)
+    assert conf.get("spark.executorEnv.MALLOC_MMAP_THRESHOLD_") == MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"]
+    assert conf.get("spark.executorEnv.SPARKDECK_BIND_HOST") == "127.0.0.1"
+    assert conf.get("spark.task.maxFailures") == "1"
+    # TENSORFLOW mode: the executors' JVM only starts Python, so C1 only (jvm_opts.py).
+    assert conf.get("spark.executor.extraJavaOptions") == "-XX:TieredStopAtLevel=1"
+
+
+def test_spark_mode_executors_keep_the_jvm_default_and_a_cluster_keeps_its_own(tmp_path):
+    dataset = {"train": "/d/train.parquet", "test": "/d/test.parquet", "shape": [8, 8, 1], "num_classes": 10,
+               "class_names": None}  # fmt: skip
+    conf = SparkConf(loadDefaults=False)
+    driver.apply_defaults(conf, parse_spec(spec_dict(dataset, tmp_path / "art", input_mode="spark")))
+    assert conf.get("spark.executor.extraJavaOptions") is None
+    conf = SparkConf(loadDefaults=False).set("spark.executor.extraJavaOptions", "-Xss4m")
+    driver.apply_defaults(conf, parse_spec(spec_dict(dataset, tmp_path / "art")))
+    assert conf.get("spark.executor.extraJavaOptions") == "-Xss4m"

@@ -65,6 +65,13 @@ def test_tfos_critical_confs(backend, tmp_path):
     assert c["spark.executorEnv.TF_USE_LEGACY_KERAS"] == "1"
 
 
+def test_driver_jvm_starts_with_c1_unless_the_cluster_says_otherwise(backend, tmp_path):
+    assert confs(backend.build_argv(make_req(tmp_path)))["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
+    own = {"spark.driver.extraJavaOptions": "-Dlog4j2.level=warn"}
+    c = confs(backend.build_argv(make_req(tmp_path, spark_conf=own)))
+    assert c["spark.driver.extraJavaOptions"] == "-Dlog4j2.level=warn"
+
+
 def test_no_py_files_flag_when_none(backend, tmp_path):
     argv = backend.build_argv(make_req(tmp_path, py_files=[]))
     assert "--py-files" not in argv

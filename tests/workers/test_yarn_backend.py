@@ -84,6 +84,7 @@ def test_client_mode_argv(tmp_path):
     assert c["spark.executorEnv.TF_USE_LEGACY_KERAS"] == "1"
     assert c["spark.pyspark.python"] == c["spark.pyspark.driver.python"] == "/venv/bin/python"
     assert c["spark.yarn.maxAppAttempts"] == "1"
+    assert c["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"  # workers/jobs/jvm_opts.py
     assert not [k for k in c if k.startswith("spark.yarn.appMasterEnv.")]
     assert not [k for k in c if "gpu" in k]
 

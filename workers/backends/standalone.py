@@ -26,6 +26,7 @@ from pathlib import Path
 import requests
 
 from workers.backends.base import Backend, BackendError, BackendStatus, ClusterUnreachable, Handle, SubmitRequest
+from workers.jobs.jvm_opts import STARTUP_JAVA_OPTS
 from workers.launcher import INFO_NAME, LOG_NAME, RC_NAME, write_atomic
 from workers.localcluster import cmdline, group_pids, pid_alive, spark_home, stop_groups
 
@@ -219,6 +220,8 @@ class StandaloneBackend(Backend):
             "spark.pyspark.python": req.python,
             "spark.pyspark.driver.python": req.python,
             "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
+            # A short-lived JVM: its cost is startup (jvm_opts.py); the cluster's extra conf wins.
+            "spark.driver.extraJavaOptions": STARTUP_JAVA_OPTS,
         }
         for key, value in req.executor_env.items():
             ckey = f"spark.executorEnv.{key}"

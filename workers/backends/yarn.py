@@ -42,6 +42,7 @@ from workers.backends.standalone import (
     cancel_reason,
     failure_reason,
 )
+from workers.jobs.jvm_opts import STARTUP_JAVA_OPTS
 from workers.launcher import LOG_NAME, RC_NAME, write_atomic
 from workers.localcluster import stop_groups
 
@@ -161,6 +162,8 @@ class YarnBackend(StandaloneBackend):
             "spark.pyspark.python": exec_python,
             "spark.pyspark.driver.python": driver_python,
             "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
+            # A short-lived JVM: its cost is startup (jvm_opts.py); the cluster's extra conf wins.
+            "spark.driver.extraJavaOptions": STARTUP_JAVA_OPTS,
         }
         for key, value in req.executor_env.items():
             ckey = f"spark.executorEnv.{key}"

@@ -25,7 +25,7 @@ if __name__ == "__main__" and not __package__:
     except ImportError:
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from workers.jobs import data, loopback, templates  # noqa: E402
+from workers.jobs import data, jvm_opts, loopback, malloc_env, templates  # noqa: E402
 from workers.jobs.spec import RunSpec, load_spec  # noqa: E402
 
 
@@ -80,6 +80,17 @@ def _spark_context(spec: RunSpec):
 
     conf = SparkConf()  # holds what spark-submit was given; never override that
     conf.setAppName(spec.app_name)
+    apply_defaults(conf, spec)
+    slots = int(conf.get("spark.executor.cores", "1")) // int(conf.get("spark.task.cpus", "1"))
+    if slots > 1:
+        # Two TF nodes on one executor collide in TFoS ("TFManager already started").
+        log(f"WARNING: {slots} task slots per executor; TFoS needs one (spark.task.cpus = spark.executor.cores)")
+    return SparkContext.getOrCreate(conf)
+
+
+def apply_defaults(conf, spec: RunSpec) -> None:
+    """Sparkdeck's application settings, each only where spark-submit (the cluster's own Spark
+    settings and executor env) has not set it."""
     defaults = {
         # A failed TF node must fail the run: a retry cannot rejoin the TF cluster.
         "spark.task.maxFailures": "1",
@@ -93,15 +104,15 @@ def _spark_context(spec: RunSpec):
         # which the run page's Resources charts sample (docs/monitoring.md); reads /proc, Linux only.
         "spark.executor.processTreeMetrics.enabled": "true",
     }
+    # TF's step time on CPU: freed tensors stay in the Python worker instead of being faulted
+    # back in every step (malloc_env.py); a cluster's own spark.executorEnv.MALLOC_* wins.
+    defaults.update(malloc_env.spark_defaults())
+    if spec.input_mode == "tensorflow":  # the executors' JVM only starts Python (jvm_opts.py)
+        defaults["spark.executor.extraJavaOptions"] = jvm_opts.STARTUP_JAVA_OPTS
     if spec.bind_host:
         defaults["spark.executorEnv.SPARKDECK_BIND_HOST"] = spec.bind_host
     for key, value in defaults.items():
         conf.setIfMissing(key, value)
-    slots = int(conf.get("spark.executor.cores", "1")) // int(conf.get("spark.task.cpus", "1"))
-    if slots > 1:
-        # Two TF nodes on one executor collide in TFoS ("TFManager already started").
-        log(f"WARNING: {slots} task slots per executor; TFoS needs one (spark.task.cpus = spark.executor.cores)")
-    return SparkContext.getOrCreate(conf)
 
 
 def run(sc, spec: RunSpec) -> dict:

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from workers.jobs import loopback, reservation_poll
+from workers.jobs import loopback, malloc_env, reservation_poll
 
 # Executors import this module while unpickling the TFoS task, before TFoS's _mapfn asks
 # util.get_ip_address() for the address to register: patch it now (no-op unless a bind host is set).
@@ -145,6 +145,7 @@ def main_fun(args, ctx):
     # TFoS has set CUDA_VISIBLE_DEVICES from the task's GPU addresses before calling us.
     emit(gpu_line(ctx.executor_id, tf))
     log(f"TF_CONFIG: {os.environ.get('TF_CONFIG')}")
+    log("malloc: " + " ".join(f"{k}={os.environ.get(k, '<unset>')}" for k in sorted(malloc_env.MALLOC_ENV)))
 
     limit_op_threads(tf, int(args.get("cores") or 0))
     # Must exist before any other TF op: it configures the collective ops for this process.
