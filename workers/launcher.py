@@ -5,6 +5,8 @@
 - the child's stdout+stderr are appended to D/driver.log;
 - D/launcher.json = {"pid": <this process>, "child_pid": ..., "started": <unix ts>};
 - when the child exits, D/driver.rc holds its exit code (128+N for a signal), written atomically;
+- then, if the environment names one (workers.notify.ENV), a reconcile task is published so the
+  run's end is seen now rather than at the next beat tick;
 - SIGTERM/SIGINT are forwarded to the child's process group (spark-submit's JVM and the Python
   driver it starts), so a cancel reaches every process of the driver.
 
@@ -22,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from workers import notify
 
 LOG_NAME = "driver.log"
 RC_NAME = "driver.rc"
@@ -53,6 +57,7 @@ def run(run_dir: Path, argv: list[str]) -> int:
     # buffering=1: line-buffered for our own notes; the child writes to the fd directly.
     log = open(run_dir / LOG_NAME, "a", buffering=1)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    notify_spec = env.pop(notify.ENV, "")  # for this process only, not for spark-submit
     _note(log, f"starting: {argv!r}")
     # Handlers go in before the child exists so an early SIGTERM cannot kill the launcher alone
     # (which would orphan the child); such a signal is delivered once the child is started.
@@ -94,6 +99,11 @@ def run(run_dir: Path, argv: list[str]) -> int:
     rc = exit_code(child.wait())  # wait() retries on EINTR, so forwarded signals are fine
     _note(log, f"exit code {rc}")
     write_atomic(run_dir / RC_NAME, f"{rc}\n")
+    if notify_spec:
+        try:
+            _note(log, f"told the worker: task {notify.send(notify_spec)}")
+        except Exception as exc:  # noqa: BLE001 - the beat's reconcile still sees the end
+            _note(log, f"could not notify the worker ({exc!r}); the next reconcile tick will see the end")
     log.close()
     return rc
 

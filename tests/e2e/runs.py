@@ -58,3 +58,12 @@ def submit(client, dataset, cluster, **hp):
     resp = client.post(reverse("run_new"), form_data(dataset, cluster, **hp))
     assert resp.status_code == 302, resp.content.decode()[:2000]
     return Run.objects.latest("id")
+
+
+def wait_for_log(worker, text, timeout):
+    """Wait until the Celery worker's log holds `text` (it logs each task as it ends)."""
+    deadline = time.time() + timeout
+    while text not in worker.log_path.read_text(errors="replace"):
+        if time.time() > deadline:
+            pytest.fail(f"{text!r} not in the worker log after {timeout}s:\n{worker.log_path.read_text()[-4000:]}")
+        time.sleep(0.5)

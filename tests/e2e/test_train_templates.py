@@ -4,13 +4,15 @@ Runs through PostgreSQL, a Celery worker process on Redis, a real 2-worker Spark
 cluster and the live server that the executors post metrics to.
 """
 
+import re
+
 import pyarrow.parquet as pq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from tests.e2e.runs import form_data, submit, wait_dataset_ready, wait_terminal
+from tests.e2e.runs import form_data, submit, wait_dataset_ready, wait_for_log, wait_terminal
 from webapp.clusters.models import Cluster
 from webapp.datasets.models import Dataset
 from webapp.runs.models import MetricPoint, Run
@@ -33,6 +35,10 @@ def test_cnn_trains_end_to_end(alice, bob, digits_npz, loopback_cluster, celery_
     assert run.status == Run.Status.SUCCEEDED, f"{run.status_reason}\n{run.status_detail}"
     assert seen[0] in ("QUEUED", "SUBMITTED") and "RUNNING" in seen
     assert run.spark_app_id.startswith("app-")
+    # The launcher told the worker when the driver exited (workers/notify.py), through Redis.
+    told = re.search(r"told the worker: task (driver-exit-[0-9a-f-]+)", (run.run_dir / "driver.log").read_text())
+    assert told, "the launcher did not publish its reconcile task"
+    wait_for_log(celery_worker, f"workers.tasks.reconcile_runs[{told.group(1)}] succeeded", 30)
 
     # Metrics from both executors, loss going down on each.
     executors = set(MetricPoint.objects.filter(run=run).values_list("executor", flat=True))

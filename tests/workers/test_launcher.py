@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from workers import notify
 from workers.localcluster import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,3 +94,46 @@ def test_child_can_handle_sigterm(tmp_path):
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=15) == 5
     assert "child got SIGTERM" in (tmp_path / "driver.log").read_text()
+
+
+def fs_broker(tmp_path):
+    """An embedded (filesystem) broker in tmp_path: its transport options."""
+    q, control = tmp_path / "broker-q", tmp_path / "broker-control"
+    q.mkdir()
+    control.mkdir()
+    return {"data_folder_in": str(q), "data_folder_out": str(q), "control_folder": str(control),
+            "store_processed": False}  # fmt: skip
+
+
+def launch_with_env(run_dir, env_extra, *argv):
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.launcher", "--run-dir", str(run_dir), "--", *argv],
+        cwd=REPO,
+        env={**os.environ, **env_extra},
+        start_new_session=True,
+    )
+
+
+def test_driver_exit_publishes_one_reconcile_task(tmp_path):
+    opts = fs_broker(tmp_path)
+    run_dir = tmp_path / "run"
+    env = {notify.ENV: notify.spec("filesystem://", opts)}
+    # The child must not see the notify spec (spark-submit would pass it on to the driver).
+    code = f"import os, sys; sys.exit(4 if {notify.ENV!r} in os.environ else 0)"
+    assert launch_with_env(run_dir, env, sys.executable, "-c", code).wait(timeout=60) == 0
+    assert (run_dir / "driver.rc").read_text().strip() == "0"
+    msgs = list(Path(opts["data_folder_out"]).glob("*.msg"))
+    assert len(msgs) == 1, msgs
+    headers = json.loads(msgs[0].read_text())["headers"]
+    assert headers["task"] == "workers.tasks.reconcile_runs"
+    assert headers["id"].startswith(notify.TASK_ID_PREFIX)
+    assert f"told the worker: task {headers['id']}" in (run_dir / "driver.log").read_text()
+
+
+def test_unreachable_broker_is_noted_and_the_exit_code_kept(tmp_path):
+    env = {notify.ENV: notify.spec("redis://127.0.0.1:1/0")}  # nothing listens on port 1
+    started = time.monotonic()
+    assert launch_with_env(tmp_path, env, sys.executable, "-c", "raise SystemExit(3)").wait(timeout=60) == 3
+    assert time.monotonic() - started < 30
+    assert (tmp_path / "driver.rc").read_text().strip() == "3"
+    assert "could not notify the worker" in (tmp_path / "driver.log").read_text()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from workers.backends.base import MANAGED_ENV
+
 SIZE_RE = re.compile(r"^\d+[kmgt]?b?$", re.IGNORECASE)  # Spark's byte strings: 512m, 2g, 1024
 DURATION_RE = re.compile(r"^\d+(ms|s|m|min|h|d)?$")  # Spark's time strings: 120s, 5min, 500ms
 PATH_RE = re.compile(r"^[\w./@%+=:,-]+$")  # a path or URL without spaces or shell syntax
@@ -59,12 +61,7 @@ EXPLAIN = {
 
 ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 # Set by Sparkdeck for every executor; an admin value would break TFoS or the loopback binding.
-PROTECTED_ENV = {
-    "TF_USE_LEGACY_KERAS",
-    "PYSPARK_PYTHON",
-    "SPARK_LOCAL_IP",
-    "TFOS_SERVER_HOST",
-    "SPARKDECK_BIND_HOST",
+PROTECTED_ENV = MANAGED_ENV | {
     "CUDA_VISIBLE_DEVICES",  # TFoS sets it from the GPUs Spark assigned
     "LD_PRELOAD",
     "PYTHONPATH",

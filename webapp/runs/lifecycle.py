@@ -98,7 +98,18 @@ def submit_request(run: Run, spec_path: Path, zip_path: Path):
         executor_env=cluster_services.executor_env(cluster),
         bind_host=cluster.bind_host or None,
         gpus_per_executor=run.gpus_per_executor,
+        notify=_notify_spec(),
     )
+
+
+def _notify_spec() -> str:
+    """What the launcher publishes when the driver exits (workers/notify.py): this app's broker."""
+    from workers import notify
+    from workers.celery import app
+
+    if app.conf.task_always_eager:  # no worker to tell
+        return ""
+    return notify.spec(app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
 
 
 def submit(run_id: int) -> None:

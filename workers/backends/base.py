@@ -27,6 +27,13 @@ class ClusterUnreachable(BackendError):
     """The cluster manager did not answer; nothing was submitted."""
 
 
+# Environment variables Sparkdeck sets for every run (legacy Keras, the interpreters, the loopback
+# binding): neither a request's env nor an admin's executor env may set them.
+MANAGED_ENV = frozenset(
+    {"TF_USE_LEGACY_KERAS", "PYSPARK_PYTHON", "SPARK_LOCAL_IP", "TFOS_SERVER_HOST", "SPARKDECK_BIND_HOST"}
+)
+
+
 @dataclass
 class SubmitRequest:
     run_id: int | str
@@ -46,6 +53,7 @@ class SubmitRequest:
     executor_env: dict[str, str] = field(default_factory=dict)  # -> spark.executorEnv.*
     bind_host: str | None = None  # e.g. "127.0.0.1" to keep Spark and TFoS on loopback
     gpus_per_executor: int = 0
+    notify: str = ""  # a workers.notify.spec(): the launcher publishes it when the driver exits
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)

@@ -25,7 +25,16 @@ from pathlib import Path
 
 import requests
 
-from workers.backends.base import Backend, BackendError, BackendStatus, ClusterUnreachable, Handle, SubmitRequest
+from workers import notify
+from workers.backends.base import (
+    MANAGED_ENV,
+    Backend,
+    BackendError,
+    BackendStatus,
+    ClusterUnreachable,
+    Handle,
+    SubmitRequest,
+)
 from workers.jobs.jvm_opts import STARTUP_JAVA_OPTS
 from workers.launcher import INFO_NAME, LOG_NAME, RC_NAME, write_atomic
 from workers.localcluster import cmdline, group_pids, pid_alive, spark_home, stop_groups
@@ -59,7 +68,8 @@ PROTECTED_CONF = {
     "spark.task.resource.gpu.amount",
     "spark.submit.pyFiles",
 }
-PROTECTED_ENV = {"TF_USE_LEGACY_KERAS", "PYSPARK_PYTHON", "SPARK_LOCAL_IP", "TFOS_SERVER_HOST", "SPARKDECK_BIND_HOST"}
+# spark-submit's own environment: what build_env() sets, which a request's env may not.
+PROTECTED_ENV = MANAGED_ENV | {notify.ENV}
 
 LOG_CHUNK = 1024 * 1024  # bytes per /log request
 LOG_MAX_CHUNKS = 32  # per file per logs() call: bounded work, the next call continues
@@ -202,32 +212,42 @@ class StandaloneBackend(Backend):
         venv_bin = Path(sys.executable).parent / "spark-submit"  # pip puts it next to python
         return str(venv_bin if venv_bin.exists() else spark_home() / "bin" / "spark-submit")
 
-    def build_argv(self, req: SubmitRequest) -> list[str]:
+    @staticmethod
+    def check_request(req: SubmitRequest) -> None:
         for name in ("num_executors", "executor_cores", "executor_memory_mb", "driver_memory_mb"):
             if int(getattr(req, name)) < 1:
                 raise BackendError(f"{name} must be at least 1.")
         if req.gpus_per_executor < 0:
             raise BackendError("gpus_per_executor must not be negative.")
-        master = req.master_url or self.master_url
-        if not master:
-            raise BackendError("No Spark master URL configured for this cluster.")
-        n, c = req.num_executors, req.executor_cores
+
+    @staticmethod
+    def run_conf(req: SubmitRequest, protected: set[str], exec_python: str, driver_python: str) -> dict[str, str]:
+        """The conf every backend submits a run with: one TF process per executor, a fixed executor
+        count, the run's interpreters, legacy Keras, the cluster's executor env (never a `protected` key)."""
         conf = {
-            "spark.cores.max": str(n * c),
-            "spark.executor.instances": str(n),
-            "spark.task.cpus": str(c),  # one task, hence one TF process, per executor
+            "spark.executor.instances": str(req.num_executors),
+            "spark.task.cpus": str(req.executor_cores),  # one task, hence one TF process, per executor
             "spark.dynamicAllocation.enabled": "false",
-            "spark.pyspark.python": req.python,
-            "spark.pyspark.driver.python": req.python,
+            "spark.pyspark.python": exec_python,
+            "spark.pyspark.driver.python": driver_python,
             "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
             # A short-lived JVM: its cost is startup (jvm_opts.py); the cluster's extra conf wins.
             "spark.driver.extraJavaOptions": STARTUP_JAVA_OPTS,
         }
         for key, value in req.executor_env.items():
             ckey = f"spark.executorEnv.{key}"
-            if ckey in PROTECTED_CONF:
+            if ckey in protected:
                 raise BackendError(f"executor env {key} is set by Sparkdeck and cannot be overridden.")
             conf[ckey] = str(value)
+        return conf
+
+    def build_argv(self, req: SubmitRequest) -> list[str]:
+        self.check_request(req)
+        master = req.master_url or self.master_url
+        if not master:
+            raise BackendError("No Spark master URL configured for this cluster.")
+        conf = self.run_conf(req, PROTECTED_CONF, req.python, req.python)
+        conf["spark.cores.max"] = str(req.num_executors * req.executor_cores)
         if req.bind_host:
             conf["spark.executorEnv.SPARKDECK_BIND_HOST"] = req.bind_host
             conf["spark.driver.host"] = req.bind_host
@@ -243,7 +263,7 @@ class StandaloneBackend(Backend):
             conf[key] = str(value)
 
         argv = [self.spark_submit_path(), "--master", master, "--deploy-mode", "client"]
-        argv += ["--name", req.app_name, "--executor-cores", str(c)]
+        argv += ["--name", req.app_name, "--executor-cores", str(req.executor_cores)]
         argv += ["--executor-memory", f"{req.executor_memory_mb}m", "--driver-memory", f"{req.driver_memory_mb}m"]
         for key, value in conf.items():
             argv += ["--conf", f"{key}={value}"]
@@ -261,6 +281,9 @@ class StandaloneBackend(Backend):
             env["SPARK_HOME"] = str(self.spark_home)
         if req.bind_host:
             env.update(SPARK_LOCAL_IP=req.bind_host, TFOS_SERVER_HOST=req.bind_host, SPARKDECK_BIND_HOST=req.bind_host)
+        env.pop(notify.ENV, None)  # only ever this run's own, below
+        if req.notify:
+            env[notify.ENV] = req.notify
         return env
 
     # -- master/worker HTTP ----------------------------------------------------------------------

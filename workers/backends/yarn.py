@@ -42,7 +42,6 @@ from workers.backends.standalone import (
     cancel_reason,
     failure_reason,
 )
-from workers.jobs.jvm_opts import STARTUP_JAVA_OPTS
 from workers.launcher import LOG_NAME, RC_NAME, write_atomic
 from workers.localcluster import stop_groups
 
@@ -148,28 +147,10 @@ class YarnBackend(StandaloneBackend):
         return shipped, (shipped if self.deploy_mode == "cluster" else req.python)
 
     def build_argv(self, req: SubmitRequest) -> list[str]:
-        for name in ("num_executors", "executor_cores", "executor_memory_mb", "driver_memory_mb"):
-            if int(getattr(req, name)) < 1:
-                raise BackendError(f"{name} must be at least 1.")
-        if req.gpus_per_executor < 0:
-            raise BackendError("gpus_per_executor must not be negative.")
-        n, c, cluster = req.num_executors, req.executor_cores, self.deploy_mode == "cluster"
+        self.check_request(req)
+        cluster = self.deploy_mode == "cluster"
         exec_python, driver_python = self._pythons(req)
-        conf = {
-            "spark.executor.instances": str(n),
-            "spark.task.cpus": str(c),  # one task, hence one TF process, per executor
-            "spark.dynamicAllocation.enabled": "false",
-            "spark.pyspark.python": exec_python,
-            "spark.pyspark.driver.python": driver_python,
-            "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
-            # A short-lived JVM: its cost is startup (jvm_opts.py); the cluster's extra conf wins.
-            "spark.driver.extraJavaOptions": STARTUP_JAVA_OPTS,
-        }
-        for key, value in req.executor_env.items():
-            ckey = f"spark.executorEnv.{key}"
-            if ckey in YARN_PROTECTED_CONF:
-                raise BackendError(f"executor env {key} is set by Sparkdeck and cannot be overridden.")
-            conf[ckey] = str(value)
+        conf = self.run_conf(req, YARN_PROTECTED_CONF, exec_python, driver_python)
         if cluster:
             # The driver runs in the AM container and does not inherit spark-submit's environment.
             conf["spark.yarn.submit.waitAppCompletion"] = "true"
@@ -202,7 +183,8 @@ class YarnBackend(StandaloneBackend):
             conf[key] = str(value)
 
         argv = [self.spark_submit_path(), "--master", "yarn", "--deploy-mode", self.deploy_mode]
-        argv += ["--name", req.app_name, "--queue", self.queue, "--num-executors", str(n), "--executor-cores", str(c)]
+        argv += ["--name", req.app_name, "--queue", self.queue]
+        argv += ["--num-executors", str(req.num_executors), "--executor-cores", str(req.executor_cores)]
         argv += ["--executor-memory", f"{req.executor_memory_mb}m", "--driver-memory", f"{req.driver_memory_mb}m"]
         for key, value in conf.items():
             argv += ["--conf", f"{key}={value}"]
