@@ -60,6 +60,12 @@ def main() -> int:
     ap.add_argument("--reconcile-seconds", type=float, default=2.0, help="the reconcile period (shipped default: 2 s)")
     ap.add_argument("--java-opts", default="", help="extra JVM options for the driver and the executors")
     ap.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed 1-epoch app runs first: a stack's first run learns the JVM class archives (workers/jvm_cds.py)",
+    )
+    ap.add_argument(
         "--plain-malloc",
         action="store_true",
         help="also time the plain process with the executors' malloc settings (workers/jobs/malloc_env.py)",
@@ -85,6 +91,17 @@ def main() -> int:
             f"{args.executors} executor(s) x {args.executor_cores} core(s); {args.trials} trial(s)"
         )
         print(f"cluster start (not counted, long-lived):  {stack.cluster_start_seconds:6.1f} s")
+        for _ in range(args.warmup):
+            run, wall = stack.run(
+                ds,
+                "cnn",
+                {**hp, "epochs": 1},
+                input_mode=args.input_mode,
+                executors=args.executors,
+                cores=args.executor_cores,
+            )
+            print(f"warm-up run (not counted): {run.status} in {wall:.1f} s")
+            time.sleep(3)  # the executors' class archive is written as their JVMs exit, after the run
         trials = []
         for i in range(args.trials):  # app and plain alternate, so machine drift hits both
             t = one_trial(stack, ds, hp, args)

@@ -58,6 +58,8 @@ MAX_IMAGES = _positive_int("SPARKDECK_MAX_IMAGES", None)  # images in a ZIP of i
 MAX_PIXELS = _positive_int("SPARKDECK_MAX_PIXELS", None)  # pixels of one image in a ZIP
 MAX_VALUES = _positive_int("SPARKDECK_MAX_VALUES", None)  # rows × features of one dataset (bounds its Parquet)
 RECONCILE_SECONDS = env.float("SPARKDECK_RECONCILE_SECONDS", default=2.0)
+# Standalone runs' JVMs map Spark's classes from archives learned from earlier runs (workers/jvm_cds.py).
+JVM_CLASS_ARCHIVES = env.bool("SPARKDECK_JVM_CLASS_ARCHIVES", default=True)
 # Executor resources are sampled from the Spark UI of every RUNNING run this often (docs/monitoring.md).
 SPARKDECK_SAMPLE_SECONDS = _positive_int("SPARKDECK_SAMPLE_SECONDS", 5)
 # The watchdog (webapp/runs/watchdog.py, docs/watchdog.md) fails a run this long after diagnosing it stuck.

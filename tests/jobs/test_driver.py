@@ -89,3 +89,9 @@ def test_spark_mode_executors_keep_the_jvm_default_and_a_cluster_keeps_its_own(t
     conf = SparkConf(loadDefaults=False).set("spark.executor.extraJavaOptions", "-Xss4m")
     driver.apply_defaults(conf, parse_spec(spec_dict(dataset, tmp_path / "art")))
     assert conf.get("spark.executor.extraJavaOptions") == "-Xss4m"
+    # The class-data archive the worker passed (workers/jvm_cds.py) applies in both modes; C1 only in one.
+    archive = "-XX:SharedArchiveFile=/v/executor.jsa"
+    for mode, expected in (("spark", archive), ("tensorflow", f"-XX:TieredStopAtLevel=1 {archive}")):
+        conf = SparkConf(loadDefaults=False).set("spark.sparkdeck.executorJavaOptions", archive)
+        driver.apply_defaults(conf, parse_spec(spec_dict(dataset, tmp_path / "art", input_mode=mode)))
+        assert conf.get("spark.executor.extraJavaOptions") == expected

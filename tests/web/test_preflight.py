@@ -191,3 +191,23 @@ def test_extra_conf_and_env_reach_spark_submit(alice, digits_dataset, cluster, s
     assert conf["spark.eventLog.enabled"] == "true"
     assert conf["spark.executorEnv.OMP_NUM_THREADS"] == "1"
     assert conf["spark.pyspark.python"] == "/opt/py/bin/python"
+
+
+def test_class_archives_are_asked_for_on_standalone_clusters_only(alice, digits_dataset, cluster, settings, tmp_path):
+    """workers/jvm_cds.py: the driver runs here always; executors only where the master is loopback."""
+    from webapp.runs.lifecycle import submit_request
+
+    run = submit(alice, digits_dataset, cluster)
+
+    def java_opts(var_dir, **cluster_fields):
+        settings.VAR_DIR = tmp_path / var_dir  # a fresh install: nothing learned, nothing claimed
+        Cluster.objects.filter(pk=cluster.pk).update(**cluster_fields)
+        run.cluster.refresh_from_db()
+        return submit_request(run, tmp_path / "spec.json", tmp_path / "jobs.zip").java_opts
+
+    here = java_opts("a")
+    assert "-XX:ArchiveClassesAtExit=" in here["driver"] and "{{EXECUTOR_ID}}" in here["executor"]
+    assert set(java_opts("b", master_url="spark://10.1.2.3:7077")) == {"driver"}
+    assert java_opts("c", kind=Cluster.Kind.YARN, master_url="yarn") == {}
+    settings.JVM_CLASS_ARCHIVES = False
+    assert java_opts("d", kind=Cluster.Kind.STANDALONE, master_url="spark://127.0.0.1:7077") == {}

@@ -72,6 +72,17 @@ def test_driver_jvm_starts_with_c1_unless_the_cluster_says_otherwise(backend, tm
     assert c["spark.driver.extraJavaOptions"] == "-Dlog4j2.level=warn"
 
 
+def test_class_archive_options_reach_the_driver_and_the_executors(backend, tmp_path):
+    archives = {"driver": "-XX:SharedArchiveFile=/v/driver.jsa", "executor": "-XX:SharedArchiveFile=/v/executor.jsa"}
+    c = confs(backend.build_argv(make_req(tmp_path, java_opts=archives)))
+    assert c["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1 -XX:SharedArchiveFile=/v/driver.jsa"
+    # Under a key of its own: the driver joins it with C1 (driver.apply_defaults).
+    assert c["spark.sparkdeck.executorJavaOptions"] == "-XX:SharedArchiveFile=/v/executor.jsa"
+    assert "spark.sparkdeck.executorJavaOptions" not in confs(backend.build_argv(make_req(tmp_path)))
+    with pytest.raises(BackendError, match="managed by Sparkdeck"):
+        backend.build_argv(make_req(tmp_path, spark_conf={"spark.sparkdeck.executorJavaOptions": "-Xmx1t"}))
+
+
 def test_no_py_files_flag_when_none(backend, tmp_path):
     argv = backend.build_argv(make_req(tmp_path, py_files=[]))
     assert "--py-files" not in argv

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 from django.conf import settings
 
@@ -99,7 +100,23 @@ def submit_request(run: Run, spec_path: Path, zip_path: Path):
         bind_host=cluster.bind_host or None,
         gpus_per_executor=run.gpus_per_executor,
         notify=_notify_spec(),
+        java_opts=_class_archive_opts(run),
     )
+
+
+def _class_archive_opts(run: Run) -> dict[str, str]:
+    """JVM options for class-data archives (workers/jvm_cds.py): standalone clusters only, whose
+    spark-submit is this host's; the executors' too where the master is on loopback, so they run here."""
+    from webapp.clusters.models import Cluster
+    from workers import jvm_cds
+    from workers.localcluster import spark_home
+
+    cluster = run.cluster
+    if not settings.JVM_CLASS_ARCHIVES or cluster.kind != Cluster.Kind.STANDALONE:
+        return {}
+    home = Path(cluster.spark_home) if cluster.spark_home else spark_home()
+    here = urlparse(cluster.master_url or "").hostname in ("127.0.0.1", "localhost", "::1")
+    return jvm_cds.java_opts(Path(settings.VAR_DIR) / "jvm-cds", home, run.pk, executors_here=here)
 
 
 def _notify_spec() -> str:

@@ -54,6 +54,8 @@ class SubmitRequest:
     bind_host: str | None = None  # e.g. "127.0.0.1" to keep Spark and TFoS on loopback
     gpus_per_executor: int = 0
     notify: str = ""  # a workers.notify.spec(): the launcher publishes it when the driver exits
+    # {"driver": ..., "executor": ...}: JVM options for the run's class-data archives (workers/jvm_cds.py)
+    java_opts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)

@@ -35,6 +35,7 @@ from workers.backends.base import (
     Handle,
     SubmitRequest,
 )
+from workers.jobs import jvm_opts
 from workers.jobs.jvm_opts import STARTUP_JAVA_OPTS
 from workers.launcher import INFO_NAME, LOG_NAME, RC_NAME, write_atomic
 from workers.localcluster import cmdline, group_pids, pid_alive, spark_home, stop_groups
@@ -67,6 +68,7 @@ PROTECTED_CONF = {
     "spark.executor.resource.gpu.amount",
     "spark.task.resource.gpu.amount",
     "spark.submit.pyFiles",
+    jvm_opts.EXECUTOR_OPTS_CONF,
 }
 # spark-submit's own environment: what build_env() sets, which a request's env may not.
 PROTECTED_ENV = MANAGED_ENV | {notify.ENV}
@@ -232,8 +234,10 @@ class StandaloneBackend(Backend):
             "spark.pyspark.driver.python": driver_python,
             "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
             # A short-lived JVM: its cost is startup (jvm_opts.py); the cluster's extra conf wins.
-            "spark.driver.extraJavaOptions": STARTUP_JAVA_OPTS,
+            "spark.driver.extraJavaOptions": jvm_opts.join(STARTUP_JAVA_OPTS, req.java_opts.get("driver", "")),
         }
+        if req.java_opts.get("executor"):
+            conf[jvm_opts.EXECUTOR_OPTS_CONF] = req.java_opts["executor"]
         for key, value in req.executor_env.items():
             ckey = f"spark.executorEnv.{key}"
             if ckey in protected:

@@ -78,6 +78,9 @@ def _spark_context(spec: RunSpec):
     # A bare SparkContext: a SparkSession costs ~3 s more and only SPARK input mode needs one.
     from pyspark import SparkConf, SparkContext
 
+    # Connect to spark-submit's JVM first: a SparkConf made before that is Python-only, does not
+    # see spark-submit's --conf (the cluster's own settings), and what it sets would override them.
+    SparkContext._ensure_initialized()
     conf = SparkConf()  # holds what spark-submit was given; never override that
     conf.setAppName(spec.app_name)
     apply_defaults(conf, spec)
@@ -107,8 +110,11 @@ def apply_defaults(conf, spec: RunSpec) -> None:
     # TF's step time on CPU: freed tensors stay in the Python worker instead of being faulted
     # back in every step (malloc_env.py); a cluster's own spark.executorEnv.MALLOC_* wins.
     defaults.update(malloc_env.spark_defaults())
-    if spec.input_mode == "tensorflow":  # the executors' JVM only starts Python (jvm_opts.py)
-        defaults["spark.executor.extraJavaOptions"] = jvm_opts.STARTUP_JAVA_OPTS
+    # C1 only in TENSORFLOW mode, where the executors' JVM only starts Python, and the class-data
+    # archive the submitting worker passed (jvm_opts.py).
+    executor_opts = jvm_opts.executor_java_opts(spec.input_mode, conf.get(jvm_opts.EXECUTOR_OPTS_CONF, ""))
+    if executor_opts:
+        defaults["spark.executor.extraJavaOptions"] = executor_opts
     if spec.bind_host:
         defaults["spark.executorEnv.SPARKDECK_BIND_HOST"] = spec.bind_host
     for key, value in defaults.items():

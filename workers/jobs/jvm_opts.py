@@ -12,3 +12,19 @@ fed row, where C2's code is faster. A cluster's own spark.driver/executor.extraJ
 """
 
 STARTUP_JAVA_OPTS = "-XX:TieredStopAtLevel=1"
+# Sparkdeck's own options for the executors' JVMs (class-data archive, workers/jvm_cds.py), passed
+# under a key of their own so the driver can join them with the options above and a cluster's own
+# spark.executor.extraJavaOptions still wins as a whole.
+EXECUTOR_OPTS_CONF = "spark.sparkdeck.executorJavaOptions"
+
+
+def executor_java_opts(input_mode: str, sparkdeck_opts: str = "") -> str:
+    """The executors' JVM options: C1 only in TENSORFLOW mode, then Sparkdeck's archive options."""
+    parts = [STARTUP_JAVA_OPTS] if input_mode == "tensorflow" else []
+    if sparkdeck_opts:
+        parts.append(sparkdeck_opts)
+    return " ".join(parts)
+
+
+def join(*opts: str) -> str:
+    return " ".join(o for o in opts if o)
