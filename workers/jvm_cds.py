@@ -100,6 +100,9 @@ def promote(directory: Path, now: float | None = None) -> None:
             else:
                 continue  # still being written, or its JVM is still running
             log.unlink(missing_ok=True)
+        for log in directory.glob(f"{role}-*{PART}.log"):  # a JVM that never got to dump (cancelled run)
+            if not log.with_suffix("").exists() and now - log.stat().st_mtime > CLAIM_TTL:
+                log.unlink(missing_ok=True)
 
 
 def java_opts(root: Path, spark_home: Path, run_id: int | str, executors_here: bool) -> dict[str, str]:

@@ -85,8 +85,11 @@ def test_a_dump_without_its_completion_line_is_never_used(opts):
     old = time.time() - jvm_cds.CLAIM_TTL - 1
     for p in (part, d / "driver.learning", d / "executor.learning"):
         os.utime(p, (old, old))
+    orphan = d / "executor-app-9-0.jsa.part.log"  # its JVM was killed before it could dump
+    orphan.write_bytes(b"")
+    os.utime(orphan, (old, old))
     again = opts(3)
-    assert not part.exists() and "driver-run3.jsa.part" in again["driver"]
+    assert not part.exists() and not orphan.exists() and "driver-run3.jsa.part" in again["driver"]
 
 
 def test_executors_elsewhere_get_nothing(opts):
