@@ -67,12 +67,10 @@ def _learn(part: Path) -> str:
 def _claim(directory: Path, role: str, now: float) -> bool:
     """One learning run per role at a time; a claim older than CLAIM_TTL is taken over."""
     claim = directory / f"{role}.learning"
-    try:
+    if claim.exists():
         if now - claim.stat().st_mtime < CLAIM_TTL:
             return False
-        claim.unlink()
-    except FileNotFoundError:
-        pass
+        claim.unlink(missing_ok=True)  # stale: its run died without a complete dump
     try:
         fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:

@@ -209,5 +209,9 @@ def test_class_archives_are_asked_for_on_standalone_clusters_only(alice, digits_
     assert "-XX:ArchiveClassesAtExit=" in here["driver"] and "{{EXECUTOR_ID}}" in here["executor"]
     assert set(java_opts("b", master_url="spark://10.1.2.3:7077")) == {"driver"}
     assert java_opts("c", kind=Cluster.Kind.YARN, master_url="yarn") == {}
+    both = {"driver", "executor"}
+    assert set(java_opts("e", kind=Cluster.Kind.STANDALONE, master_url="spark://127.0.1.1:7077")) == both
+    assert set(java_opts("f", master_url="spark://localhost:7077")) == both
+    assert set(java_opts("g", master_url="spark://spark-master:7077")) == {"driver"}  # compose's service name
     settings.JVM_CLASS_ARCHIVES = False
     assert java_opts("d", kind=Cluster.Kind.STANDALONE, master_url="spark://127.0.0.1:7077") == {}

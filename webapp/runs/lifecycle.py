@@ -5,6 +5,7 @@ Run.transition (compare-and-set), so a duplicate task or a racing reconcile cann
 """
 
 import fcntl
+import ipaddress
 import json
 import logging
 import time
@@ -115,8 +116,17 @@ def _class_archive_opts(run: Run) -> dict[str, str]:
     if not settings.JVM_CLASS_ARCHIVES or cluster.kind != Cluster.Kind.STANDALONE:
         return {}
     home = Path(cluster.spark_home) if cluster.spark_home else spark_home()
-    here = urlparse(cluster.master_url or "").hostname in ("127.0.0.1", "localhost", "::1")
+    here = _is_loopback(urlparse(cluster.master_url or "").hostname or "")
     return jvm_cds.java_opts(Path(settings.VAR_DIR) / "jvm-cds", home, run.pk, executors_here=here)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: executors may run anywhere
+        return False
 
 
 def _notify_spec() -> str:

@@ -36,7 +36,6 @@ from workers.backends.base import (
     SubmitRequest,
 )
 from workers.jobs import jvm_opts
-from workers.jobs.jvm_opts import STARTUP_JAVA_OPTS
 from workers.launcher import INFO_NAME, LOG_NAME, RC_NAME, write_atomic
 from workers.localcluster import cmdline, group_pids, pid_alive, spark_home, stop_groups
 
@@ -234,7 +233,7 @@ class StandaloneBackend(Backend):
             "spark.pyspark.driver.python": driver_python,
             "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
             # A short-lived JVM: its cost is startup (jvm_opts.py); the cluster's extra conf wins.
-            "spark.driver.extraJavaOptions": jvm_opts.join(STARTUP_JAVA_OPTS, req.java_opts.get("driver", "")),
+            "spark.driver.extraJavaOptions": jvm_opts.join(jvm_opts.STARTUP_JAVA_OPTS, req.java_opts.get("driver", "")),
         }
         if req.java_opts.get("executor"):
             conf[jvm_opts.EXECUTOR_OPTS_CONF] = req.java_opts["executor"]

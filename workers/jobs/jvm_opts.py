@@ -18,13 +18,10 @@ STARTUP_JAVA_OPTS = "-XX:TieredStopAtLevel=1"
 EXECUTOR_OPTS_CONF = "spark.sparkdeck.executorJavaOptions"
 
 
-def executor_java_opts(input_mode: str, sparkdeck_opts: str = "") -> str:
-    """The executors' JVM options: C1 only in TENSORFLOW mode, then Sparkdeck's archive options."""
-    parts = [STARTUP_JAVA_OPTS] if input_mode == "tensorflow" else []
-    if sparkdeck_opts:
-        parts.append(sparkdeck_opts)
-    return " ".join(parts)
-
-
 def join(*opts: str) -> str:
     return " ".join(o for o in opts if o)
+
+
+def executor_java_opts(input_mode: str, sparkdeck_opts: str = "") -> str:
+    """The executors' JVM options: C1 only in TENSORFLOW mode, then Sparkdeck's archive options."""
+    return join(STARTUP_JAVA_OPTS if input_mode == "tensorflow" else "", sparkdeck_opts)
