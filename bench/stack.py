@@ -1,5 +1,5 @@
 """The whole embedded Sparkdeck stack in a temp dir, for benches: SQLite, the filesystem Celery
-transport, a Celery worker with beat, gunicorn (metric ingest) and a 2-worker loopback Spark
+transport, a Celery worker and beat, gunicorn (metric ingest) and a 2-worker loopback Spark
 standalone cluster. Runs go through the same services as the web form.
 
     with EmbeddedStack() as stack:
@@ -61,7 +61,7 @@ class EmbeddedStack:
 
         from webapp.accounts.models import Membership, Team
         from webapp.clusters.models import Cluster
-        from workers.commands import celery_worker_argv, web_argv
+        from workers.commands import celery_beat_argv, celery_worker_argv, web_argv
         from workers.localcluster import LocalCluster
 
         call_command("migrate", verbosity=0)
@@ -78,7 +78,9 @@ class EmbeddedStack:
             self.cluster.start(timeout=120)
             self.cluster_start_seconds = time.time() - t
             self.procs.append(spawn(web_argv(web_port, workers=1), self.root / "web.log", self.env))
-            self.procs.append(spawn(celery_worker_argv(self.root / "beat"), self.root / "worker.log", self.env))
+            self.procs.append(spawn(celery_worker_argv(), self.root / "worker.log", self.env))
+            beat = celery_beat_argv(self.root / "beat", self.root / "beat.pid")
+            self.procs.append(spawn(beat, self.root / "beat.log", self.env))
             while b"ready." not in (self.root / "worker.log").read_bytes():
                 time.sleep(0.3)
             self.user = get_user_model().objects.create_user("bench", password="bench-only")

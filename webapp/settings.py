@@ -58,6 +58,12 @@ MAX_IMAGES = _positive_int("SPARKDECK_MAX_IMAGES", None)  # images in a ZIP of i
 MAX_PIXELS = _positive_int("SPARKDECK_MAX_PIXELS", None)  # pixels of one image in a ZIP
 MAX_VALUES = _positive_int("SPARKDECK_MAX_VALUES", None)  # rows × features of one dataset (bounds its Parquet)
 RECONCILE_SECONDS = env.float("SPARKDECK_RECONCILE_SECONDS", default=2.0)
+# A run claimed (SUBMITTED) that launched nothing this long after its claim lost its worker: it is sent again.
+LOST_SUBMISSION_SECONDS = _positive_int("SPARKDECK_LOST_SUBMISSION_SECONDS", 60)
+# A driver's host that has not answered for this long is shown as not answering; after the grace,
+# its runs are failed with that reason (workers/supervision.py).
+DRIVER_SILENT_SECONDS = _positive_int("SPARKDECK_DRIVER_SILENT_SECONDS", 30)
+DRIVER_HOST_GRACE_SECONDS = _positive_int("SPARKDECK_DRIVER_HOST_GRACE_SECONDS", 300)
 # Standalone runs' JVMs map Spark's classes from archives learned from earlier runs (workers/jvm_cds.py).
 JVM_CLASS_ARCHIVES = env.bool("SPARKDECK_JVM_CLASS_ARCHIVES", default=True)
 # Executor resources are sampled from the Spark UI of every RUNNING run this often (docs/monitoring.md).
@@ -66,6 +72,8 @@ SPARKDECK_SAMPLE_SECONDS = _positive_int("SPARKDECK_SAMPLE_SECONDS", 5)
 SPARKDECK_STUCK_GRACE_SECONDS = _positive_int("SPARKDECK_STUCK_GRACE_SECONDS", 30)
 # A conversion still CONVERTING after this long lost its worker (killed, restarted): it is failed.
 CONVERSION_TIMEOUT_SECONDS = _positive_int("SPARKDECK_CONVERSION_TIMEOUT_SECONDS", 4 * 3600)
+# An UPLOADED dataset whose conversion was queued this long ago and never started is queued again.
+CONVERSION_REQUEUE_SECONDS = _positive_int("SPARKDECK_CONVERSION_REQUEUE_SECONDS", 300)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -164,6 +172,29 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "polling_interval": 0.2,
     }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Queues (docs/architecture.md): run control, dataset/model-file ingest and notifications apart, so a
+# long conversion never delays a reconcile; host.<node> (workers.supervision.host_queue) for the
+# operations on one host's driver processes. Unrouted tasks go to `control`.
+CELERY_TASK_DEFAULT_QUEUE = "control"
+CELERY_TASK_ROUTES = {
+    "webapp.datasets.tasks.*": {"queue": "ingest"},
+    "webapp.modelfiles.tasks.*": {"queue": "ingest"},
+    "webapp.notifications.tasks.*": {"queue": "notify"},
+}
+# At-least-once (Celery's reliability guidance): every task is idempotent (a compare-and-set claim or a
+# re-read of the truth), so it is acknowledged only once done and redelivered if its worker dies.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # a busy worker holds no queued task another could run
+# Time limits for everything but the conversion (whose own limit is CONVERSION_TIMEOUT_SECONDS).
+CELERY_TASK_SOFT_TIME_LIMIT = 300
+CELERY_TASK_TIME_LIMIT = 360
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # An unacknowledged task is handed out again after this; above the longest task (a conversion),
+    # so a slow task is never run twice at once. A killed worker's tasks come back after it, and the
+    # periodic sweeps (lost submissions, lost conversions) recover them sooner.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CONVERSION_TIMEOUT_SECONDS + 600}
 
 # E-mail (run notifications, webapp/notifications): the console backend unless configured.
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

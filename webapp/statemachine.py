@@ -17,17 +17,17 @@ def check_move(transitions: dict, what: str, current: str, target: str) -> None:
         raise IllegalTransition(f"a {what} cannot go from {current} to {target}")
 
 
-def compare_and_set(obj, target: str, transitions: dict, stamps: dict, fields: dict) -> None:
-    """Move `obj` to `target` only if its row still has the status `obj` holds; stamp the time the
-    status records (stamps) and write `fields` in the same UPDATE. On a lost race the in-memory copy is
-    refreshed (where the row still exists) and StaleStatus is raised."""
+def compare_and_set(obj, target: str, transitions: dict, stamps: dict, fields: dict, where: dict | None = None) -> None:
+    """Move `obj` to `target` only if its row still has the status `obj` holds (and the values in
+    `where`); stamp the time the status records (stamps) and write `fields` in the same UPDATE. On a
+    lost race the in-memory copy is refreshed (where the row still exists) and StaleStatus is raised."""
     what = type(obj)._meta.verbose_name
     check_move(transitions, what, obj.status, target)
     fields = {**fields, "status": target}
     if target in stamps:
         fields[stamps[target]] = timezone.now()
     model = type(obj)
-    if model.objects.filter(pk=obj.pk, status=obj.status).update(**fields) != 1:
+    if model.objects.filter(pk=obj.pk, status=obj.status, **(where or {})).update(**fields) != 1:
         expected = obj.status
         current = model.objects.filter(pk=obj.pk).values_list("status", flat=True).first()
         if current is not None:

@@ -3,13 +3,32 @@
 import sys
 from pathlib import Path
 
+from workers import supervision
+
 BIN = Path(sys.executable).parent  # the venv that runs us has celery and gunicorn
 
+# Run control (submit, reconcile, driver operations) and notifications: short tasks.
+CONTROL_QUEUES = ("control", "notify")
+# Dataset conversion and model-file checks: long tasks, in a worker of their own.
+INGEST_QUEUES = ("ingest",)
 
-def celery_worker_argv(schedule: Path, concurrency: int = 2) -> list[str]:
-    # -B: beat in the same process drives the periodic reconcile (embedded mode, tests).
-    return [str(BIN / "celery"), "-A", "workers.celery", "worker", "-B", "-l", "info",
-            "-c", str(concurrency), "-s", str(schedule)]  # fmt: skip
+
+def celery_worker_argv(queues=CONTROL_QUEUES + INGEST_QUEUES, concurrency: int = 2, role: str = "worker",
+                       node: str | None = None) -> list[str]:  # fmt: skip
+    """A worker consuming `queues`; one that runs run control also takes its host's queue, since the
+    drivers it launches live on this host. Never with an embedded beat (-B): beat is its own process."""
+    node = node or supervision.node_name()
+    queues = list(queues)
+    if "control" in queues:
+        queues.append(supervision.host_queue(node))
+    return [str(BIN / "celery"), "-A", "workers.celery", "worker", "-l", "info", "-c", str(concurrency),
+            "-Q", ",".join(queues), "-n", f"{role}@{node}"]  # fmt: skip
+
+
+def celery_beat_argv(schedule: Path, pidfile: Path) -> list[str]:
+    # The pid file refuses a second beat on this host: two beats would publish every tick twice.
+    return [str(BIN / "celery"), "-A", "workers.celery", "beat", "-l", "info",
+            "-s", str(schedule), "--pidfile", str(pidfile)]  # fmt: skip
 
 
 def web_argv(port: int, workers: int = 2) -> list[str]:

@@ -3,7 +3,9 @@
     python -m workers.launcher --run-dir D -- <argv...>
 
 - the child's stdout+stderr are appended to D/driver.log;
-- D/launcher.json = {"pid": <this process>, "child_pid": ..., "started": <unix ts>};
+- D/launcher.json = {"pid": <this process>, "started": <unix ts>}, then with "child_pid" once started;
+- if D/cancelled.json (the cancel mark) exists before the child is started, nothing is started and
+  driver.rc is 143: a cancel that arrives before spark-submit wins;
 - when the child exits, D/driver.rc holds its exit code (128+N for a signal), written atomically;
 - then, if the environment names one (workers.notify.ENV), a reconcile task is published so the
   run's end is seen now rather than at the next beat tick;
@@ -30,6 +32,7 @@ from workers import notify
 LOG_NAME = "driver.log"
 RC_NAME = "driver.rc"
 INFO_NAME = "launcher.json"
+CANCEL_NAME = "cancelled.json"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -76,6 +79,13 @@ def run(run_dir: Path, argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    info = {"pid": os.getpid(), "started": time.time()}
+    write_atomic(run_dir / INFO_NAME, json.dumps(info))
+    if (run_dir / CANCEL_NAME).exists():
+        _note(log, "the run was cancelled before its driver started; not starting it")
+        write_atomic(run_dir / RC_NAME, "143\n")
+        log.close()
+        return 143
     try:
         child = subprocess.Popen(
             argv,
@@ -93,7 +103,7 @@ def run(run_dir: Path, argv: list[str]) -> int:
     state["child"] = child
     for signum in state["pending"]:
         forward(signum)
-    info = {"pid": os.getpid(), "child_pid": child.pid, "started": time.time(), "argv": argv}
+    info.update(child_pid=child.pid, argv=argv)
     write_atomic(run_dir / INFO_NAME, json.dumps(info))
 
     rc = exit_code(child.wait())  # wait() retries on EINTR, so forwarded signals are fine

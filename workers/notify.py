@@ -1,13 +1,13 @@
 """A driver's exit, told to the Celery worker at once.
 
-Run status is tracked by the periodic reconcile (workers.tasks.reconcile_runs), so a worker
+Run status is tracked by the periodic reconcile (webapp.runs.tasks.reconcile_runs), so a worker
 restart never loses a run. That poll alone makes every run's end visible up to one beat period
 late (2 s by default, plus the broker's own polling). So the launcher, once it has written
 driver.rc, also publishes one reconcile task itself. The beat stays the guarantee; this only
 makes the common case prompt. Failing to publish is logged and otherwise ignored.
 
 The spec travels to the launcher in the environment variable ``ENV`` (JSON: broker URL,
-transport options, task name), not on its command line, where `ps` would show a broker password.
+transport options, task name, queue), not on its command line, where `ps` would show a broker password.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ import json
 import uuid
 
 ENV = "SPARKDECK_LAUNCHER_NOTIFY"
-TASK = "workers.tasks.reconcile_runs"
+TASK = "webapp.runs.tasks.reconcile_runs"  # by name: workers never imports webapp
+QUEUE = "control"
 TASK_ID_PREFIX = "driver-exit-"
 CONNECT_TIMEOUT = 3.0  # seconds; the launcher must not hang on a dead broker
 
 
-def spec(broker_url: str, transport_options: dict | None = None, task: str = TASK) -> str:
-    return json.dumps({"broker_url": broker_url, "transport_options": transport_options or {}, "task": task})
+def spec(broker_url: str, transport_options: dict | None = None, task: str = TASK, queue: str = QUEUE) -> str:
+    opts = transport_options or {}
+    return json.dumps({"broker_url": broker_url, "transport_options": opts, "task": task, "queue": queue})
 
 
 def send(value: str) -> str:
@@ -41,5 +43,6 @@ def send(value: str) -> str:
     with app.connection_for_write(url=cfg["broker_url"]) as conn:
         conn.ensure_connection(max_retries=0, timeout=CONNECT_TIMEOUT)
         task_id = f"{TASK_ID_PREFIX}{uuid.uuid4()}"
-        app.send_task(cfg["task"], task_id=task_id, connection=conn, retry=False, ignore_result=True)
+        queue = cfg.get("queue") or QUEUE
+        app.send_task(cfg["task"], task_id=task_id, connection=conn, retry=False, ignore_result=True, queue=queue)
     return task_id

@@ -38,7 +38,7 @@ def test_cnn_trains_end_to_end(alice, bob, digits_npz, loopback_cluster, celery_
     # The launcher told the worker when the driver exited (workers/notify.py), through Redis.
     told = re.search(r"told the worker: task (driver-exit-[0-9a-f-]+)", (run.run_dir / "driver.log").read_text())
     assert told, "the launcher did not publish its reconcile task"
-    wait_for_log(celery_worker, f"workers.tasks.reconcile_runs[{told.group(1)}] succeeded", 30)
+    wait_for_log(celery_worker, f"webapp.runs.tasks.reconcile_runs[{told.group(1)}] succeeded", 30)
 
     # Metrics from both executors, loss going down on each.
     executors = set(MetricPoint.objects.filter(run=run).values_list("executor", flat=True))

@@ -437,21 +437,28 @@ def test_cancel_a_queued_run(alice, run_a):
 
 
 @pytest.mark.django_db
-def test_cancel_when_the_cluster_does_not_answer_is_502(alice, run_a, monkeypatch):
-    from webapp.runs import lifecycle
-    from workers.backends.base import BackendError
+def test_cancel_of_a_running_run_is_200_and_leaves_the_driver_to_its_host(
+    alice, run_a, monkeypatch, django_capture_on_commit_callbacks
+):
+    from webapp.runs import lifecycle, tasks
+    from workers import supervision
 
-    Run.objects.filter(pk=run_a.pk).update(status=Run.Status.RUNNING, backend_handle={"pid": 1})
+    handle = {"run_dir": str(run_a.run_dir), "host": "other-host", "launcher_pid": 1}
+    Run.objects.filter(pk=run_a.pk).update(status=Run.Status.RUNNING, backend_handle=handle)
 
-    class Down:
-        def cancel(self, handle, reason=""):
-            raise BackendError("master unreachable")
+    def no_backend(cluster):
+        raise AssertionError("the web must not talk to the driver's processes or backend when cancelling")
 
-    monkeypatch.setattr(lifecycle, "backend_for", lambda cluster: Down())
-    resp = token_client(alice[0]).post(f"/api/runs/{run_a.pk}/cancel/")
-    assert resp.status_code == 502 and "master unreachable" in resp.json()["detail"]
+    asked = []
+    monkeypatch.setattr(lifecycle, "backend_for", no_backend)
+    monkeypatch.setattr(tasks.stop_driver, "apply_async", lambda args, **kw: asked.append((args, kw["queue"])))
+    with django_capture_on_commit_callbacks(execute=True):
+        resp = token_client(alice[0]).post(f"/api/runs/{run_a.pk}/cancel/")
+    assert resp.status_code == 200, resp.content
     run_a.refresh_from_db()
-    assert run_a.status == Run.Status.RUNNING
+    assert run_a.status == Run.Status.CANCELLED and run_a.status_reason == "Cancelled by alice."
+    assert asked == [((run_a.pk,), supervision.host_queue("other-host"))]
+    assert supervision.is_cancelled(run_a.run_dir)  # a launcher that has not started spark-submit won't
 
 
 # ---------------------------------------------------------------- metrics, logs, predictions, artifacts

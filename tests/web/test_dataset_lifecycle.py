@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from webapp.datasets import services
+from webapp.datasets import services, tasks
 from webapp.datasets.ingest import DatasetError
 from webapp.datasets.models import Dataset
 from webapp.datasets.states import (
@@ -24,7 +24,6 @@ from webapp.datasets.states import (
     Status,
 )
 from webapp.runs.models import Run
-from workers import tasks
 
 XHR = {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"}
 S = Status
@@ -514,3 +513,28 @@ def test_a_conversion_whose_worker_vanished_is_failed_by_the_sweep(uploaded, set
     assert fail_stale_conversions(now=timezone.now() + timedelta(seconds=601)) == 1
     uploaded.refresh_from_db()
     assert uploaded.status == Status.FAILED and "did not finish within 10 minutes" in uploaded.status_reason
+
+
+def test_an_uploaded_dataset_whose_conversion_task_was_lost_is_queued_again(uploaded, settings, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.datasets.services import requeue_lost_conversions
+
+    settings.CONVERSION_REQUEUE_SECONDS = 300
+    sent = []
+    monkeypatch.setattr(tasks.convert_dataset, "delay", lambda pk: sent.append(pk))
+    uploaded.queued[0]()  # queued once (then the broker or its worker lost it)
+    assert sent == [uploaded.pk]
+    later = timezone.now() + timedelta(seconds=299)
+    assert requeue_lost_conversions(now=later) == 0 and sent == [uploaded.pk]
+    later = timezone.now() + timedelta(seconds=301)
+    assert requeue_lost_conversions(now=later) == 1 and sent == [uploaded.pk] * 2
+    assert requeue_lost_conversions(now=later) == 0  # at most once per period
+    # The task that finally runs converts it once; the duplicate finds nothing to do.
+    tasks.convert_dataset.apply(args=[uploaded.pk]).get()
+    tasks.convert_dataset.apply(args=[uploaded.pk]).get()
+    uploaded.refresh_from_db()
+    assert uploaded.status == Status.READY
+    assert requeue_lost_conversions(now=later + timedelta(days=1)) == 0

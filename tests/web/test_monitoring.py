@@ -142,7 +142,7 @@ def test_only_http_urls_and_spark_app_ids_are_fetched(make_run, spark_ui, ui, ap
 
 
 def test_the_periodic_task_samples_running_runs_only_and_is_idempotent(make_run, spark_ui, settings, eager_tasks):
-    from workers.tasks import sample_executors
+    from webapp.monitoring.tasks import sample_executors
 
     settings.SPARKDECK_SAMPLE_SECONDS = 60  # a second delivery within 30 s adds nothing
     live = make_run(spark_ui_url=spark_ui.url, spark_app_id=APP_ID)
@@ -161,7 +161,7 @@ def test_the_sampler_is_on_the_beat_schedule(settings):
     app.loader.import_default_modules()
     app.finalize()
     tasks = {e["task"]: e["schedule"] for e in app.conf.beat_schedule.values()}
-    assert tasks["workers.tasks.sample_executors"] == float(settings.SPARKDECK_SAMPLE_SECONDS)
+    assert tasks["webapp.monitoring.tasks.sample_executors"] == float(settings.SPARKDECK_SAMPLE_SECONDS)
 
 
 @pytest.mark.parametrize("value,ok", [("abc", False), ("0", False), ("1.5", False), (" 3 ", True)])

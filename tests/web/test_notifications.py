@@ -250,7 +250,7 @@ def test_retry_delay_is_exponential_and_capped(settings):
 
 
 def test_duplicate_task_sends_once(run, hook, django_capture_on_commit_callbacks):
-    from workers.tasks import notify_run
+    from webapp.notifications.tasks import notify_run
 
     set_prefs(run.created_by, webhook_url=hook.url)
     finish(run, Status.SUCCEEDED, django_capture_on_commit_callbacks)
@@ -283,7 +283,7 @@ def test_no_notifications_for_other_users_runs(run, bob, hook, django_capture_on
 
 
 def test_notification_problems_never_break_the_transition(run, monkeypatch, django_capture_on_commit_callbacks):
-    from workers.tasks import notify_run
+    from webapp.notifications.tasks import notify_run
 
     def broken(*args, **kwargs):
         raise ConnectionError("broker down")

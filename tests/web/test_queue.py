@@ -147,7 +147,7 @@ def test_new_run_is_dispatched_by_the_submit_task_on_commit(
 
 
 def test_reconcile_tick_dispatches_queued_runs(alice, digits_dataset, cluster, fake_capacity, sent):
-    from workers.tasks import reconcile_runs
+    from webapp.runs.tasks import reconcile_runs
 
     run = new_run(alice, digits_dataset, cluster)
     reconcile_runs()

@@ -26,14 +26,14 @@ class FakeBackend:
         self.state = BackendStatus("RUNNING")
         self.cancelled = []
 
-    def status(self, handle):
+    def status(self, handle, driver=None):
         return self.state
 
     def logs(self, handle):
         return []
 
-    def cancel(self, handle, reason=""):
-        self.cancelled.append((handle["run_dir"], reason))
+    def cancel_remote(self, handle):  # the application kill; the driver is stopped on its host
+        self.cancelled.append(handle["run_dir"])
 
 
 @pytest.fixture
@@ -173,9 +173,7 @@ def test_stuck_run_is_shown_then_failed_after_the_grace(run, backend, clock, spa
     assert run.status == Status.FAILED
     assert run.status_reason == "Only 1 of 2 executors joined the TF cluster"
     assert "waiting for 1 reservations" in run.status_detail
-    assert backend.cancelled == [
-        (str(run.run_dir), "Failed by the watchdog: Only 1 of 2 executors joined the TF cluster")
-    ]
+    assert backend.cancelled == [str(run.run_dir)]
     assert len(notified) == 1
     assert run.diagnosis["failed_by_watchdog"] is True
     live = client_a.get(reverse("run_live", args=[run.pk])).json()["diagnosis"]
@@ -222,9 +220,19 @@ def test_a_driver_ui_that_does_not_answer_is_no_recovery(run, backend, clock, sp
 
 
 @pytest.mark.django_db
-def test_an_exception_fails_the_run_at_once(run, backend, clock, spark, notified):
+def test_an_exception_fails_the_run_at_once(
+    run, backend, clock, spark, notified, monkeypatch, django_capture_on_commit_callbacks
+):
+    from webapp.runs import tasks
+    from workers import supervision
+
+    asked = []
+    monkeypatch.setattr(tasks.stop_driver, "apply_async", lambda args, **kw: asked.append((args, kw["queue"])))
     write_executor_log(run, "0", EXCEPTION)
-    reconcile(run)
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile(run)
+    # The driver is stopped by its own host's worker, never by the reconciler's process.
+    assert asked == [((run.pk,), supervision.host_queue(supervision.node_name()))]
     assert run.status == Status.FAILED
     assert run.status_reason == "Training failed with ValueError on executor 0"
     assert "ValueError: unknown optimizer 'bogus'; use adam, sgd or rmsprop" in run.status_detail
@@ -237,10 +245,10 @@ def test_an_exception_fails_the_run_at_once(run, backend, clock, spark, notified
 def test_a_run_cancelled_meanwhile_is_not_claimed(run, backend, clock, spark, notified, client_a):
     write_executor_log(run, "0", EXCEPTION)
 
-    def user_cancels_first(handle, reason=""):
+    def user_cancels_first(handle):
         Run.objects.get(pk=run.pk).transition(Status.CANCELLED, reason="Cancelled by alice.")
 
-    backend.cancel = user_cancels_first
+    backend.cancel_remote = user_cancels_first
     reconcile(run)
     assert run.status == Status.CANCELLED and run.status_reason == "Cancelled by alice."
     assert run.diagnosis["code"] == "exception" and "failed_by_watchdog" not in run.diagnosis

@@ -125,7 +125,7 @@ def test_driver_exit_publishes_one_reconcile_task(tmp_path):
     msgs = list(Path(opts["data_folder_out"]).glob("*.msg"))
     assert len(msgs) == 1, msgs
     headers = json.loads(msgs[0].read_text())["headers"]
-    assert headers["task"] == "workers.tasks.reconcile_runs"
+    assert headers["task"] == "webapp.runs.tasks.reconcile_runs"
     assert headers["id"].startswith(notify.TASK_ID_PREFIX)
     assert f"told the worker: task {headers['id']}" in (run_dir / "driver.log").read_text()
 

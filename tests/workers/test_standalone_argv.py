@@ -1,5 +1,7 @@
 """spark-submit argv and env building for the standalone backend (no Spark needed)."""
 
+import os
+
 import pytest
 
 from workers.backends.base import BackendError, SubmitRequest, get_backend
@@ -151,11 +153,25 @@ def test_bind_host(backend, tmp_path, monkeypatch):
 
 
 def test_env(backend, tmp_path, monkeypatch):
-    monkeypatch.setenv("SOME_INHERITED", "yes")
+    # The toolchain's variables reach spark-submit; the web app's secrets and anything unknown do not.
+    monkeypatch.setenv("JAVA_HOME", "/opt/jdk")
+    monkeypatch.setenv("HADOOP_CONF_DIR", "/etc/hadoop")
+    secrets = {
+        "DJANGO_SECRET_KEY": "s3cret",
+        "DATABASE_URL": "postgres://u:pw@db/x",
+        "CELERY_BROKER_URL": "redis://:pw@r/0",
+        "EMAIL_HOST_PASSWORD": "mailpw",
+        "SOME_INHERITED": "yes",
+    }
+    for key, value in secrets.items():
+        monkeypatch.setenv(key, value)
     env = backend.build_env(make_req(tmp_path, env={"EXTRA": "1"}))
     assert env["TF_USE_LEGACY_KERAS"] == "1"
     assert env["PYSPARK_PYTHON"] == "/venv/bin/python"
-    assert env["SOME_INHERITED"] == "yes" and env["EXTRA"] == "1"
+    assert env["JAVA_HOME"] == "/opt/jdk" and env["HADOOP_CONF_DIR"] == "/etc/hadoop" and env["EXTRA"] == "1"
+    assert env["PATH"] == os.environ["PATH"]
+    assert not set(secrets) & set(env)
+    assert not [v for v in env.values() if any(s in v for s in ("s3cret", ":pw@", "mailpw"))]
     with pytest.raises(BackendError):
         backend.build_env(make_req(tmp_path, env={"TF_USE_LEGACY_KERAS": "0"}))
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from workers import supervision
 from workers.backends.base import BackendError, ClusterUnreachable, SubmitRequest
 from workers.backends.standalone import StandaloneBackend
 from workers.localcluster import pid_alive
@@ -339,10 +340,8 @@ def test_submit_refuses_a_cluster_without_workers(tmp_path, fake):
 def test_a_launcher_whose_argv_is_not_set_yet_is_alive(tmp_path, monkeypatch):
     """Right after Popen returns, /proc/<pid>/cmdline can read empty (exec still setting up the new
     argv): that must not make a fresh run "vanish"; another process's argv still means gone."""
-    from workers.backends import standalone
-
-    monkeypatch.setattr(standalone, "pid_alive", lambda pid: True)
-    monkeypatch.setattr(standalone, "cmdline", lambda pid: "")
-    assert StandaloneBackend._launcher_alive(12345, tmp_path)
-    monkeypatch.setattr(standalone, "cmdline", lambda pid: "/usr/bin/something-else --flag")
-    assert not StandaloneBackend._launcher_alive(12345, tmp_path)
+    monkeypatch.setattr(supervision, "pid_alive", lambda pid: True)
+    monkeypatch.setattr(supervision, "cmdline", lambda pid: "")
+    assert supervision.launcher_alive(12345, tmp_path)
+    monkeypatch.setattr(supervision, "cmdline", lambda pid: "/usr/bin/something-else --flag")
+    assert not supervision.launcher_alive(12345, tmp_path)

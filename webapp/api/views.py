@@ -32,7 +32,6 @@ from webapp.runs.errors import RunRequestError
 from webapp.runs.models import Run
 from webapp.runs.services import create_run
 from webapp.runs.states import IllegalTransition, StaleStatus
-from workers.backends.base import BackendError
 
 from . import permissions as perms
 from . import serializers as s
@@ -227,11 +226,11 @@ class RunCancelView(APIView):
             403: FORBIDDEN,
             404: NOT_FOUND,
             409: OpenApiResponse(description="The run has already ended."),
-            502: OpenApiResponse(description="The cluster could not be told."),
         },
     )
     def post(self, request, pk):
-        """Cancel a run: a queued one at once; a submitted or running one's application is killed."""
+        """Cancel a run: recorded at once; a submitted or running one's driver and application are
+        then stopped by the worker on the driver's host."""
         run = perms.team_run(request.user, pk)
         perms.require_cancel(request.user, run)
         if run.is_terminal:
@@ -241,8 +240,6 @@ class RunCancelView(APIView):
         except (StaleStatus, IllegalTransition):
             run.refresh_from_db()
             raise Conflict(f"Run {run.pk} is now {run.status}.") from None
-        except BackendError as exc:
-            raise BadGateway(f"Could not cancel: {exc}") from None
         run = perms.team_run(request.user, pk)
         return Response(s.RunSerializer(run, context={"request": request}).data)
 

@@ -47,6 +47,8 @@ class Dataset(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     converted_at = models.DateTimeField(null=True, blank=True)
     conversion_started_at = models.DateTimeField(null=True, blank=True)
+    # When the conversion task was last queued: an UPLOADED dataset whose task was lost is queued again.
+    conversion_queued_at = models.DateTimeField(null=True, blank=True)
 
     objects = TeamScopedQuerySet.as_manager()
 

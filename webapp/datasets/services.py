@@ -1,7 +1,7 @@
 """Datasets from uploads: store the upload (UPLOADED), convert it in a Celery task, delete or archive.
 
 create_dataset() streams the upload to ``<storage_dir>/upload/original.<ext>``, saves the row UPLOADED and
-queues ``workers.tasks.convert_dataset`` once the row is committed. convert() (called by that task, or at
+queues ``tasks.convert_dataset`` once the row is committed. convert() (called by that task, or at
 once with ``convert_now=True``) claims the row UPLOADED → CONVERTING, runs ingest() into a temporary
 directory, moves the result into ``<storage_dir>`` and records READY; a DatasetError records FAILED with its
 message (the upload stays for download, no converted file does). Every status change goes through
@@ -227,7 +227,14 @@ def create_and_convert(**kwargs) -> Dataset:
 def dispatch_conversion(dataset_id: int) -> None:
     """Queue the conversion (after commit). A broker that cannot be reached fails the dataset with a reason
     rather than the request that already stored it."""
-    from workers.tasks import convert_dataset
+    from django.utils import timezone
+
+    Dataset.objects.filter(pk=dataset_id, status=Status.UPLOADED).update(conversion_queued_at=timezone.now())
+    _send_conversion(dataset_id)
+
+
+def _send_conversion(dataset_id: int) -> None:
+    from .tasks import convert_dataset
 
     try:
         convert_dataset.delay(dataset_id)
@@ -384,6 +391,33 @@ def archive_dataset(ds: Dataset) -> None:
         raise DatasetError(f"Only ready datasets can be archived; {ds.name} is {state}.") from None
     except StaleStatus:
         raise DatasetError(f"Dataset {ds.name} changed meanwhile (now {ds.status}); look again.") from None
+
+
+def sweep_conversions(now=None) -> int:
+    """The periodic sweep: queue lost conversions again, fail the ones whose worker died."""
+    return requeue_lost_conversions(now) + fail_stale_conversions(now)
+
+
+def requeue_lost_conversions(now=None) -> int:
+    """UPLOADED datasets whose conversion task was queued more than CONVERSION_REQUEUE_SECONDS ago and
+    never claimed: the task was lost (a broker or worker restart). Queue it again; a duplicate is
+    harmless (the conversion claims UPLOADED → CONVERTING by compare-and-set), and each dataset is
+    queued again at most once per period."""
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    cutoff = now - timezone.timedelta(seconds=settings.CONVERSION_REQUEUE_SECONDS)
+    requeued = 0
+    lost = Dataset.objects.filter(status=Status.UPLOADED, conversion_queued_at__lt=cutoff)
+    for pk, queued_at in lost.values_list("pk", "conversion_queued_at"):
+        # Compare-and-set on the stamp: two sweeps never both queue it.
+        if Dataset.objects.filter(pk=pk, status=Status.UPLOADED, conversion_queued_at=queued_at).update(
+            conversion_queued_at=now
+        ):
+            log.warning("dataset %s: its conversion task was lost; queueing it again", pk)
+            _send_conversion(pk)
+            requeued += 1
+    return requeued
 
 
 def fail_stale_conversions(now=None) -> int:

@@ -2,7 +2,7 @@
 
 Entry points:
 - on_run_finished(run): called by Run.transition on a terminal move (SUCCEEDED → "succeeded",
-  FAILED → "failed"; CANCELLED is not notified). Queues workers.tasks.notify_run on commit.
+  FAILED → "failed"; CANCELLED is not notified). Queues notifications.tasks.notify_run on commit.
 - notify(run, "stuck", detail): for the watchdog that diagnoses stuck runs (same path, any event).
 - deliver(run_id, event, detail): what the task runs; sends each channel at most once
   (NotificationDelivery rows, unique per run/user/channel/event) and answers how many seconds until a
@@ -75,7 +75,7 @@ def on_run_finished(run) -> None:
 
 
 def notify(run, event: str, detail: str = "") -> None:
-    """Queue workers.tasks.notify_run(run.pk, event, detail) on commit. `event` is one of Event
+    """Queue tasks.notify_run(run.pk, event, detail) on commit. `event` is one of Event
     ("succeeded", "failed", "stuck"); `detail` (e.g. the watchdog's diagnosis) goes into the message."""
     if event not in Event.values:
         raise ValueError(f"unknown notification event {event!r}")
@@ -86,7 +86,7 @@ def notify(run, event: str, detail: str = "") -> None:
 
 
 def _enqueue(run_id: int, event: str, detail: str) -> None:
-    from workers.tasks import notify_run
+    from .tasks import notify_run
 
     try:
         notify_run.delay(run_id, event, detail)

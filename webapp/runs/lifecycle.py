@@ -1,6 +1,6 @@
 """Submitting runs to their cluster and reconciling their status with it.
 
-Called from the thin Celery tasks in workers/tasks.py. Every status change goes through
+Called from the thin Celery tasks in tasks.py. Every status change goes through
 Run.transition (compare-and-set), so a duplicate task or a racing reconcile cannot corrupt a run.
 """
 
@@ -16,10 +16,11 @@ from django.conf import settings
 
 from webapp.catalog.registry import get_template
 from webapp.clusters import services as cluster_services
+from workers import faults, supervision
 from workers.backends.base import BackendError
 from workers.jobs.package import build_jobs_zip
 
-from . import bases, watchdog
+from . import bases, drivers, watchdog
 from .models import Run
 from .states import StaleStatus, Status
 
@@ -27,8 +28,6 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(settings.BASE_DIR)
 JOB_PACKAGE = REPO_ROOT / "workers" / "jobs"
-# A run claimed (SUBMITTED) whose worker died before recording a handle is failed after this.
-LOST_SUBMISSION_SECONDS = 120
 
 
 def backend_for(cluster):
@@ -139,39 +138,92 @@ def _notify_spec() -> str:
     return notify.spec(app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
 
 
+MAX_SUBMIT_ATTEMPTS = 3  # claims of one run whose worker died before launching anything
+
+
 def submit(run_id: int) -> None:
     run = Run.objects.select_related("cluster", "dataset").filter(pk=run_id).first()
     if run is None or run.status != Status.QUEUED:
         return  # idempotent: deleted, already claimed or finished
+    attempt = run.submit_attempts + 1
     try:
-        run.transition(Status.SUBMITTED)  # claim first, so a duplicate task cannot launch twice
+        # Claim first, so a duplicate task cannot launch twice; the attempt number owns the launch.
+        run.transition(Status.SUBMITTED, submit_attempts=attempt)
     except StaleStatus:
         return
+    faults.pause("after-claim")
     run_dir = run.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_path = run_dir / "spec.json"
     try:
         spec_path.write_text(json.dumps(build_spec(run), indent=2))
     except bases.BaseRefError as exc:  # the base went away after the run was accepted
-        _fail(run, f"Submission failed: {exc}")
+        _fail(run, f"Submission failed: {exc}", attempt=attempt)
         return
+    backend = backend_for(run.cluster)
     try:
         # A per-run snapshot of the job code: reproducible, and shipped with --py-files.
         req = submit_request(run, spec_path, Path(build_jobs_zip(str(run_dir / "jobs.zip"))))
-        handle = backend_for(run.cluster).submit(req)
+        if not _claim_current(run.pk, attempt):
+            return  # cancelled, or sent again after this worker was taken for dead: launch nothing
+        handle = backend.submit(req)
     except BackendError as exc:
-        _fail(run, f"Submission failed: {exc}")
+        _fail(run, f"Submission failed: {exc}", attempt=attempt)
         return
     except Exception as exc:  # noqa: BLE001 - any launch error must end the run, not leave it hanging
         log.exception("submit of run %s failed", run.pk)
-        _fail(run, f"Submission failed: {type(exc).__name__}: {exc}")
+        _fail(run, f"Submission failed: {type(exc).__name__}: {exc}", attempt=attempt)
         return
-    Run.objects.filter(pk=run.pk).update(backend_handle=handle)
+    faults.pause("after-launch")
+    # Compare-and-set: a cancel (or a new attempt) that came after the claim wins over this launch.
+    if not Run.objects.filter(pk=run.pk, status=Status.SUBMITTED, submit_attempts=attempt).update(
+        backend_handle=handle
+    ):
+        log.warning("run %s ended or was sent again while its driver started; stopping that driver", run.pk)
+        supervision.stop_local(handle, grace=getattr(backend, "cancel_grace", 10.0))
 
 
-def _fail(run: Run, reason: str, detail: str = "") -> None:
+def _claim_current(run_id: int, attempt: int) -> bool:
+    return Run.objects.filter(pk=run_id, status=Status.SUBMITTED, submit_attempts=attempt).exists()
+
+
+def _fail(run: Run, reason: str, detail: str = "", attempt: int | None = None) -> None:
+    where = None if attempt is None else {"submit_attempts": attempt}
     try:
-        run.transition(Status.FAILED, reason=reason, detail=detail)
+        run.transition(Status.FAILED, reason=reason, detail=detail, where=where)
+    except StaleStatus:
+        pass
+
+
+def _recover_submission(run: Run) -> None:
+    """A SUBMITTED run without a handle whose claim is old: its worker died. If the launcher had
+    started, take its driver over; if nothing was launched, send the run again (bounded)."""
+    age = time.time() - run.submitted_at.timestamp() if run.submitted_at else 0
+    if age <= settings.LOST_SUBMISSION_SECONDS:
+        return
+    mine = {"status": Status.SUBMITTED, "submit_attempts": run.submit_attempts, "backend_handle": {}}
+    handle = supervision.adopt(run.run_dir)
+    if handle is not None:
+        if Run.objects.filter(pk=run.pk, **mine).update(backend_handle=handle):
+            log.warning("run %s: its submitting worker died after the launch; driver on %s adopted", run.pk,
+                        handle.get("host"))  # fmt: skip
+        return
+    if run.submit_attempts >= MAX_SUBMIT_ATTEMPTS:
+        _fail(
+            run,
+            f"The submission was lost {run.submit_attempts} times (the worker stopped before spark-submit "
+            "started each time).",
+            attempt=run.submit_attempts,
+        )
+        return
+    try:
+        run.transition(
+            Status.QUEUED,
+            where={"submit_attempts": run.submit_attempts, "backend_handle": {}},
+            queue_reason=f"Sent again: the worker that claimed it stopped before launching anything "
+            f"(attempt {run.submit_attempts} of {MAX_SUBMIT_ATTEMPTS}).",
+        )
+        log.warning("run %s: its submission was lost before anything launched; queued again", run.pk)
     except StaleStatus:
         pass
 
@@ -179,13 +231,13 @@ def _fail(run: Run, reason: str, detail: str = "") -> None:
 def reconcile(run: Run) -> None:
     """Bring one active run's status, logs and results up to date with its cluster."""
     if not run.backend_handle:
-        age = time.time() - run.submitted_at.timestamp() if run.submitted_at else 0
-        if run.status == Status.SUBMITTED and age > LOST_SUBMISSION_SECONDS:
-            _fail(run, "The submission was lost (the worker stopped before spark-submit started).")
+        if run.status == Status.SUBMITTED:
+            _recover_submission(run)
         return
     backend = backend_for(run.cluster)
     handle = dict(run.backend_handle)
-    state = backend.status(handle)  # may note app id / last state in the handle
+    driver = drivers.state(run, handle)
+    state = backend.status(handle, driver)  # may note app id / last state in the handle
     try:
         backend.logs(handle)
     except BackendError as exc:
@@ -201,12 +253,32 @@ def reconcile(run: Run) -> None:
         Run.objects.filter(pk=run.pk).update(**fields)
         for k, v in fields.items():
             setattr(run, k, v)
+    if state.host_silent_since and time.time() - state.host_silent_since > settings.DRIVER_HOST_GRACE_SECONDS:
+        _fail_silent_host(run, driver, state)
+        return
     if state.state != run.status:
         _move(run, state)
+        if run.is_terminal and driver.state == supervision.EXITED:
+            drivers.record(run.pk, driver, state=drivers.STOPPED)
     try:
         watchdog.check(run, backend=backend, state=state)  # after the move: it knows if Spark failed the run
     except Exception:  # noqa: BLE001 - a watchdog problem must never break reconciling
         log.exception("watchdog of run %s failed", run.pk)
+
+
+def _fail_silent_host(run: Run, driver, state) -> None:
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.host_silent_since))
+    grace = settings.DRIVER_HOST_GRACE_SECONDS
+    try:
+        run.transition(
+            Status.FAILED,
+            reason=f"The driver's host {driver.host} stopped answering at {since} and did not come back "
+            f"within {grace} s; the run's state there is unknown.",
+            detail=state.detail or "",
+        )
+    except StaleStatus:
+        return
+    drivers.request_stop(run.pk)  # if the host comes back, its worker stops what is left
 
 
 def _move(run: Run, state) -> None:
@@ -254,6 +326,10 @@ def reconcile_active() -> int:
             except Exception:  # noqa: BLE001 - one broken run must not stop the others
                 log.exception("reconcile of run %s failed", run.pk)
             count += 1
+        try:
+            drivers.sweep_unstopped()
+        except Exception:  # noqa: BLE001 - retried on the next tick
+            log.exception("sweeping the drivers of ended runs failed")
         return count
 
 
@@ -269,16 +345,21 @@ def follow_log(run: Run, source: str, stream: str) -> None:
 
 
 def cancel(run: Run, by: str = "") -> None:
-    """QUEUED → CANCELLED at once; a submitted run's application is killed first, logs kept."""
+    """Cancel a run: QUEUED at once; a submitted one is recorded CANCELLED first (compare-and-set),
+    then its cancel mark is written (a launcher that has not started spark-submit yet starts nothing)
+    and its driver's host is asked to stop the driver and the application, logs kept. Nothing here
+    touches a process: that happens on the driver's host. Raises StaleStatus if the run ended first."""
     reason = f"Cancelled by {by}." if by else "Cancelled."
-    if run.status == Status.QUEUED:
+    before = run.status
+    try:
         run.transition(Status.CANCELLED, reason=reason)
-        return
-    if run.backend_handle:
-        backend = backend_for(run.cluster)
-        backend.cancel(run.backend_handle, reason=reason)
-        try:
-            backend.logs(run.backend_handle)
-        except BackendError as exc:
-            log.warning("log collection for run %s: %s", run.pk, exc)
-    run.transition(Status.CANCELLED, reason=reason)
+    except StaleStatus:
+        if run.status == Status.CANCELLED:
+            return  # cancelled by someone else meanwhile: the same outcome
+        if run.is_terminal:
+            raise
+        before = run.status
+        run.transition(Status.CANCELLED, reason=reason)  # it was claimed meanwhile: once more
+    if before != Status.QUEUED or run.submit_attempts:
+        supervision.mark_cancelled(run.run_dir, reason)
+        drivers.request_stop(run.pk)  # reads the handle after the move: a launch recorded before it is seen

@@ -103,6 +103,12 @@ class Run(models.Model):
     spark_app_id = models.CharField(max_length=100, blank=True)
     spark_ui_url = models.CharField(max_length=300, blank=True)
     backend_handle = models.JSONField(default=dict, blank=True)
+    # Claims of this run by a submitting worker; a claim whose worker died before launching anything is
+    # queued again, up to lifecycle.MAX_SUBMIT_ATTEMPTS. The handle is recorded only for the current claim.
+    submit_attempts = models.PositiveSmallIntegerField(default=0)
+    # The driver's host's last answer about its processes (workers.supervision): {"state", "at", "host"};
+    # "stopped" once an ended run's driver is known to be gone.
+    driver_seen = models.JSONField(default=dict, blank=True)
     ingest_token = models.CharField(max_length=64, default=new_token, editable=False)
     test_accuracy = models.FloatField(null=True, blank=True)
     test_rows = models.PositiveIntegerField(null=True, blank=True)
@@ -212,8 +218,9 @@ class Run(models.Model):
         end = self.finished_at or timezone.now()
         return end - (self.started_at or self.submitted_at)
 
-    def transition(self, target: str, reason: str = "", detail: str = "", **fields) -> None:
-        """Move to `target` with compare-and-set on the current status.
+    def transition(self, target: str, reason: str = "", detail: str = "", where: dict | None = None, **fields) -> None:
+        """Move to `target` with compare-and-set on the current status (and the column values in
+        `where`, e.g. the submission attempt that owns the move).
 
         Raises IllegalTransition for a move the state machine forbids and StaleStatus when
         another writer changed the status first (the in-memory copy is refreshed then).
@@ -222,7 +229,7 @@ class Run(models.Model):
             fields["status_reason"] = reason[:2000]
         if detail:
             fields["status_detail"] = detail[:20000]
-        compare_and_set(self, target, TRANSITIONS, STAMPS, fields)
+        compare_and_set(self, target, TRANSITIONS, STAMPS, fields, where=where)
         if target in TERMINAL:  # the run table's columns for the finished run (webapp/runs/summary.py)
             from .summary import summarize
 

@@ -7,11 +7,11 @@ from django.db import transaction
 from webapp.catalog.registry import get_template
 from webapp.datasets.models import Dataset
 from workers.jobs import templates as job_templates
-from workers.tasks import submit_run
 
 from . import bases, preflight
 from .errors import RunRequestError
 from .models import Run
+from .tasks import submit_run
 
 
 def check_template_fits(tmpl, dataset, team, values: dict) -> dict:

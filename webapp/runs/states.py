@@ -19,9 +19,10 @@ TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 
 # SUBMITTED → SUCCEEDED: a short job can finish between two reconcile ticks.
 # QUEUED → FAILED: the submission itself failed (cluster unreachable, bad request).
+# SUBMITTED → QUEUED: the claiming worker died before it launched anything; the run is sent again.
 TRANSITIONS = {
     Status.QUEUED: frozenset({Status.SUBMITTED, Status.FAILED, Status.CANCELLED}),
-    Status.SUBMITTED: frozenset({Status.RUNNING, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED}),
+    Status.SUBMITTED: frozenset({Status.QUEUED, Status.RUNNING, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED}),
     Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED}),
     Status.SUCCEEDED: frozenset(),
     Status.FAILED: frozenset(),

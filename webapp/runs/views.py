@@ -11,7 +11,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from webapp.accounts.services import can_edit_run, can_submit, current_team
 from webapp.catalog.registry import REF, TEMPLATES
 from webapp.datasets.models import Dataset
-from workers.backends.base import BackendError
 
 from . import analysis, artifacts, lifecycle, metrics, watchdog
 from .errors import RunRequestError
@@ -249,8 +248,6 @@ def run_cancel(request, pk):
         except (StaleStatus, IllegalTransition):
             run.refresh_from_db()
             messages.info(request, f"Run {run.pk} is now {run.status}.")
-        except BackendError as exc:
-            messages.error(request, f"Could not cancel: {exc}")
     return redirect(run)
 
 

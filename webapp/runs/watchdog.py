@@ -30,7 +30,7 @@ from webapp.notifications.services import notify
 from workers import diagnose
 from workers.backends.base import BackendError, BackendStatus
 
-from . import artifacts
+from . import artifacts, drivers
 from .models import Run
 from .states import StaleStatus, Status
 
@@ -210,9 +210,9 @@ def _fail(run: Run, found: diagnose.Diagnosis, backend=None) -> bool:
     handle = dict(run.backend_handle or {})
     if handle:
         try:
-            backend.cancel(handle, reason=f"Failed by the watchdog: {found.title}")
+            backend.cancel_remote(handle)  # frees the executors now, from any host
         except Exception:  # noqa: BLE001 - the run is failed all the same; the error is logged
-            log.exception("watchdog: cancelling run %s failed", run.pk)
+            log.exception("watchdog: killing the application of run %s failed", run.pk)
         try:
             backend.logs(handle)  # the executors' last words
         except BackendError as exc:
@@ -221,6 +221,7 @@ def _fail(run: Run, found: diagnose.Diagnosis, backend=None) -> bool:
         run.transition(Status.FAILED, reason=found.title, detail="\n".join(found.evidence))
     except StaleStatus:
         return False  # it ended meanwhile (the user cancelled it, or Spark failed it)
+    drivers.request_stop(run.pk)  # the driver TFoS would keep waiting: stopped on its own host
     return True
 
 

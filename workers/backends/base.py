@@ -68,6 +68,8 @@ class BackendStatus:
     ui_url: str | None = None
     reason: str | None = None  # short, user-facing
     detail: str | None = None  # a few lines of context (log excerpt)
+    # set when the driver's host stopped answering (unix time of its last answer): its state is unknown
+    host_silent_since: float | None = None
 
     @property
     def is_final(self) -> bool:
@@ -86,13 +88,21 @@ class Backend(abc.ABC):
         """Start the driver detached from the caller; return a JSON-able handle."""
 
     @abc.abstractmethod
-    def status(self, handle: Handle) -> BackendStatus:
-        """Current state; cheap enough to call every few seconds."""
+    def status(self, handle: Handle, driver=None) -> BackendStatus:
+        """Current state; cheap enough to call every few seconds. `driver` is the driver's
+        supervision.DriverState as the caller knows it (from the driver's own host); None: probe it
+        here, which is right only on that host."""
+
+    def cancel_remote(self, handle: Handle) -> None:
+        """The part of a cancel that needs no access to the driver's processes (asking the cluster
+        manager to kill the application): safe from any host, also from the web. Raises BackendError
+        when the cluster refused and the application would live on."""
+        return None
 
     @abc.abstractmethod
     def cancel(self, handle: Handle, reason: str = "") -> None:
-        """Stop the application and its driver; idempotent. `reason` (who cancelled) is what a later
-        status() reports, whichever of the canceller and the reconciler records the move first."""
+        """Stop the application and its driver; idempotent; runs on the driver's host. `reason` (who
+        cancelled) is what a later status() reports."""
 
     @abc.abstractmethod
     def logs(self, handle: Handle) -> list[Path]:

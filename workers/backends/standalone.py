@@ -18,14 +18,13 @@ import fcntl
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import requests
 
-from workers import notify
+from workers import notify, supervision
 from workers.backends.base import (
     MANAGED_ENV,
     Backend,
@@ -36,12 +35,10 @@ from workers.backends.base import (
     SubmitRequest,
 )
 from workers.jobs import jvm_opts
-from workers.launcher import INFO_NAME, LOG_NAME, RC_NAME, write_atomic
-from workers.localcluster import cmdline, group_pids, pid_alive, spark_home, stop_groups
+from workers.launcher import LOG_NAME, write_atomic
+from workers.localcluster import spark_home
+from workers.supervision import EXITED, GONE, RESULT_NAME, SILENT, DriverState, cancel_reason, failure_reason
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-RESULT_NAME = "result.json"
-CANCEL_NAME = "cancelled.json"
 OFFSETS_NAME = "offsets.json"
 SOURCES_NAME = "sources.json"  # executor id -> its worker's web UI, for follow_log()
 
@@ -75,90 +72,18 @@ PROTECTED_ENV = MANAGED_ENV | {notify.ENV}
 LOG_CHUNK = 1024 * 1024  # bytes per /log request
 LOG_MAX_CHUNKS = 32  # per file per logs() call: bounded work, the next call continues
 FOLLOW_TIMEOUT = 1.0  # follow_log() runs inside the run page's poll: never hold it up long
-# "ValueError: x", "py4j.protocol.Py4JJavaError: ...", "org.apache.spark.SparkException: ..." at line start.
-EXC_NAME_RE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)(?![A-Za-z_]))(.*)$")
 CSRF_RE = re.compile(r'name="csrfToken" value="([^"]*)"')
 LOG_HEADER_RE = re.compile(r"==== Bytes (\d+)-(\d+) of (\d+) of .*====")
 
 
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _tail_lines(path: Path, max_bytes: int = 256 * 1024) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - max_bytes))
-            return f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return []
-
-
-def _find_marker(path: Path, prefix: str) -> str | None:
-    """Value of the first `PREFIX=value` in the driver log (printed early, so this stops soon).
-    Searched anywhere in the line: JVM log output may be interleaved with the driver's prints."""
-    try:
-        with open(path, errors="replace") as f:
-            for line in f:
-                at = line.find(prefix)
-                if at >= 0:
-                    value = line[at + len(prefix) :].split()
-                    return value[0] if value else None
-    except OSError:
-        pass
-    return None
-
-
-def _traceback_error(lines: list[str]) -> tuple[int, str] | None:
-    """The exception line of the last Python traceback (JVM log lines may be interleaved)."""
-    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last):")]
-    if not starts:
-        return None
-    for j in range(starts[-1] + 1, len(lines)):
-        m = EXC_NAME_RE.match(lines[j])
-        if not m:
-            continue
-        msgs = [m.group(2)] if m.group(2).startswith(":") else []
-        msgs += [x.rstrip() for x in lines[j + 1 : j + 8] if x.startswith(": ")]
-        # py4j: ": An error occurred while calling X." then ": <the Java exception>" (the useful part)
-        msg = next((x for x in msgs if "An error occurred while calling" not in x), msgs[0] if msgs else "")
-        text = m.group(1) + msg
-        return j, text
-    return None
-
-
-def cancel_reason(run_dir: Path) -> str:
-    """The reason the canceller left in the cancel marker (who cancelled), else "Cancelled."."""
-    try:
-        return str(json.loads((run_dir / CANCEL_NAME).read_text()).get("reason") or "Cancelled.")[:500]
-    except (OSError, ValueError, AttributeError):
-        return "Cancelled."
-
-
-def failure_reason(log_path: Path, rc: int) -> tuple[str, str | None]:
-    """(reason, detail) of a failed driver: SPARKDECK_ERROR, else the Python exception, else the last
-    exception-looking line, else the exit code."""
-    lines = _tail_lines(log_path)
-    for i in range(len(lines) - 1, -1, -1):
-        at = lines[i].find("SPARKDECK_ERROR=")
-        if at >= 0:
-            return lines[i][at + len("SPARKDECK_ERROR=") :].strip()[:500], "\n".join(lines[max(0, i - 8) : i + 1])
-    found = _traceback_error(lines)
-    if found is None:
-        found = next(
-            ((i, lines[i].strip()) for i in range(len(lines) - 1, -1, -1) if EXC_NAME_RE.match(lines[i])), None
-        )
-    if found:
-        i, text = found
-        return text[:500], "\n".join(lines[max(0, i - 8) : i + 3])
-    tail = "\n".join(lines[-15:]) or None
-    if rc > 128:
-        return f"driver was killed by signal {rc - 128}", tail
-    return f"driver exited with code {rc}", tail
+def host_silent(handle: Handle, driver: DriverState) -> BackendStatus:
+    """A run whose driver's host stopped answering: its last known state, and since when."""
+    since = time.strftime("%H:%M:%S", time.localtime(driver.seen_at)) if driver.seen_at else "its launch"
+    return BackendStatus(
+        handle.get("last_state") or "SUBMITTED",
+        detail=f"the driver's host {driver.host} has not answered since {since}",
+        host_silent_since=driver.seen_at or time.time(),
+    )
 
 
 def check_capacity(master_state: dict, req: SubmitRequest) -> None:
@@ -278,7 +203,7 @@ class StandaloneBackend(Backend):
         clash = PROTECTED_ENV & set(req.env)
         if clash:
             raise BackendError(f"Environment variable(s) {sorted(clash)} are managed by Sparkdeck.")
-        env = {**os.environ, **{k: str(v) for k, v in req.env.items()}}
+        env = supervision.child_env({k: str(v) for k, v in req.env.items()})
         env.update(TF_USE_LEGACY_KERAS="1", PYSPARK_PYTHON=req.python, PYTHONUNBUFFERED="1")
         if self.spark_home:
             env["SPARK_HOME"] = str(self.spark_home)
@@ -317,86 +242,56 @@ class StandaloneBackend(Backend):
         return self._launch(req, argv, env, master_url=req.master_url or self.master_url, rest_url=rest_url)
 
     def _launch(self, req: SubmitRequest, argv: list[str], env: dict, **handle) -> Handle:
-        """Start spark-submit under workers.launcher, detached; the handle (plus `handle` keys)."""
-        run_dir = req.run_dir.resolve()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        old = self._launcher_info(run_dir)
-        if old and self._launcher_alive(old.get("pid"), run_dir):
-            raise BackendError("This run already has a driver running.")
-        for stale in (RC_NAME, INFO_NAME, CANCEL_NAME):  # leftovers of an earlier attempt
-            (run_dir / stale).unlink(missing_ok=True)
-        with open(run_dir / LOG_NAME, "ab") as log:
-            proc = _popen_detached(
-                [sys.executable, "-m", "workers.launcher", "--run-dir", str(run_dir), "--", *argv],
-                log=log,
-                env=env,
-            )
-        return {
-            "backend": self.kind,
-            "run_id": req.run_id,
-            "run_dir": str(run_dir),
-            "launcher_pid": proc.pid,
-            **handle,
-            "app_id": None,
-            "ui_url": None,
-            "submitted": time.time(),
-        }
+        """Start spark-submit under workers.launcher on this host (workers/supervision.py)."""
+        base = {"backend": self.kind, "run_id": req.run_id, **handle, "app_id": None, "ui_url": None}
+        try:
+            return supervision.launch(req.run_dir, argv, env, {**base, "submitted": time.time()})
+        except supervision.AlreadyRunning as exc:
+            raise BackendError(str(exc)) from None
 
     # -- status ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _launcher_info(run_dir: Path) -> dict:
-        try:
-            return json.loads((run_dir / INFO_NAME).read_text())
-        except (OSError, ValueError):
-            return {}
-
-    @staticmethod
-    def _launcher_alive(pid: int | None, run_dir: Path) -> bool:
-        # Check the command line too: after a reboot the pid may belong to someone else.
-        if not pid or not pid_alive(pid):
-            return False
-        cmd = cmdline(pid)
-        if not cmd:
-            # Just started: Popen returns once exec is under way, but the kernel sets the new
-            # argv a moment later, and /proc/<pid>/cmdline reads empty until then.
-            return True
-        return "workers.launcher" in cmd and str(run_dir) in cmd
-
     def _markers(self, handle: Handle, log_path: Path) -> None:
         if not handle.get("app_id"):
-            handle["app_id"] = _find_marker(log_path, "SPARKDECK_APP_ID=")
+            handle["app_id"] = supervision.find_marker(log_path, "SPARKDECK_APP_ID=")
         if handle.get("app_id") and not handle.get("ui_url"):
-            handle["ui_url"] = _find_marker(log_path, "SPARKDECK_UI_URL=")
+            handle["ui_url"] = supervision.find_marker(log_path, "SPARKDECK_UI_URL=")
 
-    def status(self, handle: Handle) -> BackendStatus:
+    def status(self, handle: Handle, driver: DriverState | None = None) -> BackendStatus:
         run_dir = Path(handle["run_dir"])
         log_path = run_dir / LOG_NAME
         self._markers(handle, log_path)
-        st = self._status(handle, run_dir, log_path)
+        driver = driver or supervision.driver_state(handle)
+        st = self._status(handle, run_dir, driver)
         st.app_id, st.ui_url = handle.get("app_id"), handle.get("ui_url")
         handle["last_state"] = st.state
         return st
 
-    def _status(self, handle: Handle, run_dir: Path, log_path: Path) -> BackendStatus:
-        rc = _read_int(run_dir / RC_NAME)
-        if rc is None and not self._launcher_alive(handle.get("launcher_pid"), run_dir):
-            rc = _read_int(run_dir / RC_NAME)  # the launcher may have written it just before exiting
-            if rc is None:
-                if (run_dir / CANCEL_NAME).exists():
-                    return BackendStatus("CANCELLED", reason=cancel_reason(run_dir))
-                return BackendStatus(
-                    "FAILED", reason="driver process vanished", detail="\n".join(_tail_lines(log_path)[-15:]) or None
-                )
-        if rc is not None:
-            if rc == 0 and (run_dir / RESULT_NAME).exists():
-                return BackendStatus("SUCCEEDED")
-            if (run_dir / CANCEL_NAME).exists():
+    @staticmethod
+    def _ended(run_dir: Path, driver: DriverState) -> BackendStatus:
+        """The outcome of a driver that is no longer running, from the run dir."""
+        cancelled = supervision.is_cancelled(run_dir)
+        if driver.state == GONE:
+            if cancelled:
                 return BackendStatus("CANCELLED", reason=cancel_reason(run_dir))
-            if rc == 0:
-                return BackendStatus("FAILED", reason=f"the driver exited without writing {RESULT_NAME}")
-            reason, detail = failure_reason(log_path, rc)
-            return BackendStatus("FAILED", reason=reason, detail=detail)
+            return BackendStatus(
+                "FAILED", reason="driver process vanished", detail=supervision.vanished_detail(run_dir)
+            )
+        rc = driver.rc
+        if rc == 0 and (run_dir / RESULT_NAME).exists():
+            return BackendStatus("SUCCEEDED")
+        if cancelled:
+            return BackendStatus("CANCELLED", reason=cancel_reason(run_dir))
+        if rc == 0:
+            return BackendStatus("FAILED", reason=f"the driver exited without writing {RESULT_NAME}")
+        reason, detail = failure_reason(run_dir / LOG_NAME, rc)
+        return BackendStatus("FAILED", reason=reason, detail=detail)
+
+    def _status(self, handle: Handle, run_dir: Path, driver: DriverState) -> BackendStatus:
+        if driver.state in (EXITED, GONE):
+            return self._ended(run_dir, driver)
+        if driver.state == SILENT:
+            return host_silent(handle, driver)
 
         # The driver runs. Ask the master how far its application got.
         app_id = handle.get("app_id")
@@ -420,22 +315,15 @@ class StandaloneBackend(Backend):
 
     # -- cancel ----------------------------------------------------------------------------------
 
-    def cancel(self, handle: Handle, reason: str = "") -> None:
-        run_dir = Path(handle["run_dir"])
-        write_atomic(run_dir / CANCEL_NAME, json.dumps({"ts": time.time(), "reason": reason}))
-        self._markers(handle, run_dir / LOG_NAME)
+    def cancel_remote(self, handle: Handle) -> None:
+        self._markers(handle, Path(handle["run_dir"]) / LOG_NAME)
         if handle.get("app_id"):
             self._kill_app(self._rest(handle), handle["app_id"])
-        groups = []
-        launcher_pid = handle.get("launcher_pid")
-        if self._launcher_alive(launcher_pid, run_dir):
-            groups.append(launcher_pid)  # started with start_new_session: pgid == pid
-        child = self._launcher_info(run_dir).get("child_pid")
-        if child and _group_in_dir(child, run_dir):
-            groups.append(child)  # the driver's own group, in case the launcher is gone
-        stop_groups(groups, grace=self.cancel_grace)
-        if not (run_dir / RC_NAME).exists():
-            write_atomic(run_dir / RC_NAME, "143\n")
+
+    def cancel(self, handle: Handle, reason: str = "") -> None:
+        supervision.mark_cancelled(Path(handle["run_dir"]), reason)
+        self.cancel_remote(handle)
+        supervision.stop_local(handle, grace=self.cancel_grace)
 
     def _kill_app(self, rest_url: str, app_id: str) -> None:
         """Kill the application through the master UI; frees its executors even if the driver hangs."""
@@ -448,7 +336,7 @@ class StandaloneBackend(Backend):
                 data["csrfToken"] = m.group(1)
             requests.post(f"{rest_url}/app/kill/", data=data, timeout=self.http_timeout, allow_redirects=False)
         except requests.RequestException:
-            pass  # the signals below still end the driver, and with it the application
+            pass  # stopping the driver still ends the application
 
     # -- logs ------------------------------------------------------------------------------------
 
@@ -554,28 +442,3 @@ def _read_json(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _group_in_dir(pgid: int, run_dir: Path) -> bool:
-    """Whether a live process group is this run's driver (the launcher starts it in run_dir)."""
-    for pid in group_pids(pgid):
-        try:
-            if Path(os.readlink(f"/proc/{pid}/cwd")) == run_dir:
-                return True
-        except OSError:
-            pass
-    return False
-
-
-def _popen_detached(argv: list[str], log, env: dict[str, str]) -> subprocess.Popen:
-    # Own session: a Celery worker restart (which signals its process group) leaves it running.
-    # cwd = repo root so `-m workers.launcher` imports; the launcher runs spark-submit in the run dir.
-    return subprocess.Popen(
-        argv,
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )

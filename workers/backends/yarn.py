@@ -24,26 +24,15 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import requests
 
+from workers import supervision
 from workers.backends.base import FINAL_STATES, BackendError, BackendStatus, ClusterUnreachable, Handle, SubmitRequest
-from workers.backends.standalone import (
-    CANCEL_NAME,
-    PROTECTED_CONF,
-    RESULT_NAME,
-    StandaloneBackend,
-    _find_marker,
-    _group_in_dir,
-    _read_int,
-    _tail_lines,
-    cancel_reason,
-    failure_reason,
-)
-from workers.launcher import LOG_NAME, RC_NAME, write_atomic
-from workers.localcluster import stop_groups
+from workers.backends.standalone import PROTECTED_CONF, StandaloneBackend, host_silent
+from workers.launcher import LOG_NAME
+from workers.supervision import EXITED, RESULT_NAME, SILENT, DriverState, cancel_reason, failure_reason
 
 DEPLOY_MODES = ("client", "cluster")
 GPU_SCRIPT_ENV = "SPARKDECK_YARN_GPU_DISCOVERY_SCRIPT"  # worker-host default for the discovery script
@@ -281,20 +270,20 @@ class YarnBackend(StandaloneBackend):
     def _markers(self, handle: Handle, log_path: Path) -> None:
         if handle.get("app_id"):
             return
-        app_id = _find_marker(log_path, "SPARKDECK_APP_ID=")  # the driver's own line (client mode)
+        app_id = supervision.find_marker(log_path, "SPARKDECK_APP_ID=")  # the driver's own line (client mode)
         if not app_id:
-            submitted = _find_marker(log_path, "Submitted application ")  # YARN's Client, both modes
+            submitted = supervision.find_marker(log_path, "Submitted application ")  # YARN's Client, both modes
             m = APP_ID_RE.match(submitted or "")
             app_id = m.group(1) if m else None
         handle["app_id"] = app_id
 
-    def status(self, handle: Handle) -> BackendStatus:
+    def status(self, handle: Handle, driver: DriverState | None = None) -> BackendStatus:
         run_dir = Path(handle["run_dir"])
         log_path = run_dir / LOG_NAME
         self._markers(handle, log_path)
-        st = self._yarn_status(handle, run_dir, log_path)
+        st = self._yarn_status(handle, run_dir, log_path, driver or supervision.driver_state(handle))
         if not handle.get("ui_url"):  # before the RM has a trackingUrl: the driver's own UI (client mode)
-            handle["ui_url"] = _find_marker(log_path, "SPARKDECK_UI_URL=")
+            handle["ui_url"] = supervision.find_marker(log_path, "SPARKDECK_UI_URL=")
         st.app_id, st.ui_url = handle.get("app_id"), handle.get("ui_url")
         handle["last_state"] = st.state
         return st
@@ -308,12 +297,10 @@ class YarnBackend(StandaloneBackend):
         except BackendError as exc:
             return exc
 
-    def _yarn_status(self, handle: Handle, run_dir: Path, log_path: Path) -> BackendStatus:
-        rc = _read_int(run_dir / RC_NAME)
-        alive = rc is None and self._launcher_alive(handle.get("launcher_pid"), run_dir)
-        if rc is None and not alive:
-            rc = _read_int(run_dir / RC_NAME)  # the launcher may have written it just before exiting
-        cancelled = (run_dir / CANCEL_NAME).exists()
+    def _yarn_status(self, handle: Handle, run_dir: Path, log_path: Path, driver: DriverState) -> BackendStatus:
+        rc = driver.rc if driver.state == EXITED else None
+        alive = driver.alive
+        cancelled = supervision.is_cancelled(run_dir)
         last = handle.get("last_state") if handle.get("last_state") not in FINAL_STATES else None
         rm = self._rm_view(handle)
         ui = rm.ui_url if isinstance(rm, BackendStatus) else None
@@ -339,6 +326,8 @@ class YarnBackend(StandaloneBackend):
             return self._from_rc(rc, run_dir, log_path, cancelled, cluster=True)
 
         # Client mode: the local driver's exit code decides the final state.
+        if driver.state == SILENT:
+            return host_silent(handle, driver)
         if not alive:
             if rc is not None and rc != 0 and not cancelled and isinstance(rm, BackendStatus):
                 if rm.state == "CANCELLED":  # killed on YARN by someone else
@@ -365,7 +354,7 @@ class YarnBackend(StandaloneBackend):
             if cancelled:
                 return BackendStatus("CANCELLED", reason=cancel_reason(run_dir))
             return BackendStatus(
-                "FAILED", reason="driver process vanished", detail="\n".join(_tail_lines(log_path)[-15:]) or None
+                "FAILED", reason="driver process vanished", detail=supervision.vanished_detail(run_dir)
             )
         if cancelled and rc != 0:
             return BackendStatus("CANCELLED", reason=cancel_reason(run_dir))
@@ -380,7 +369,7 @@ class YarnBackend(StandaloneBackend):
 
     # -- cancel ----------------------------------------------------------------------------------
 
-    def cancel(self, handle: Handle, reason: str = "") -> None:
+    def cancel_remote(self, handle: Handle) -> None:
         run_dir = Path(handle["run_dir"])
         self._markers(handle, run_dir / LOG_NAME)
         cluster = self.deploy_mode == "cluster" or handle.get("deploy_mode") == "cluster"
@@ -390,18 +379,12 @@ class YarnBackend(StandaloneBackend):
             except BackendError:
                 if cluster:
                     raise  # the app would live on in the cluster: do not pretend it was cancelled
-                # client mode: stopping the driver below ends the application too
-        write_atomic(run_dir / CANCEL_NAME, json.dumps({"ts": time.time(), "reason": reason}))
-        groups = []
-        launcher_pid = handle.get("launcher_pid")
-        if self._launcher_alive(launcher_pid, run_dir):
-            groups.append(launcher_pid)  # started with start_new_session: pgid == pid
-        child = self._launcher_info(run_dir).get("child_pid")
-        if child and _group_in_dir(child, run_dir):
-            groups.append(child)  # spark-submit's own group, in case the launcher is gone
-        stop_groups(groups, grace=self.cancel_grace)
-        if not (run_dir / RC_NAME).exists():
-            write_atomic(run_dir / RC_NAME, "143\n")
+                # client mode: stopping the driver ends the application too
+
+    def cancel(self, handle: Handle, reason: str = "") -> None:
+        self.cancel_remote(handle)
+        supervision.mark_cancelled(Path(handle["run_dir"]), reason)
+        supervision.stop_local(handle, grace=self.cancel_grace)
 
     # -- logs ------------------------------------------------------------------------------------
 

@@ -1,21 +1,23 @@
-"""`make run`: start the local Spark cluster, a Celery worker (with beat) and the web server.
+"""`make run`: start the local Spark cluster, the Celery workers (run control; dataset ingest), Celery
+beat and the web server.
 
-Everything started here is stopped on Ctrl-C / SIGTERM (or `make stop`), nothing orphaned.
+A child that dies is restarted (bounded, workers/restarter.py), and the terminal says so. Everything
+started here is stopped on Ctrl-C / SIGTERM (or `make stop`), nothing orphaned.
 SPARKDECK_LOCAL_GPUS=<n> gives each worker n GPUs found by workers/gpu/discover_gpus.sh (or the
 script in SPARKDECK_LOCAL_GPU_SCRIPT); see docs/gpus.md.
 """
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from workers.commands import celery_worker_argv, web_argv
-from workers.localcluster import ClusterError, LocalCluster, local_gpu_settings, stop_groups
+from workers.commands import CONTROL_QUEUES, INGEST_QUEUES, celery_beat_argv, celery_worker_argv, web_argv
+from workers.localcluster import ClusterError, LocalCluster, local_gpu_settings
+from workers.restarter import Child, Children, GaveUp
 
 
 class Command(BaseCommand):
@@ -49,7 +51,7 @@ class Command(BaseCommand):
             gpus_per_worker=gpus,
             gpu_discovery_script=gpu_script or None,
         )
-        children: list[subprocess.Popen] = []
+        children = Children(say=lambda text: self.stderr.write(text))
         stopping = False
 
         def on_signal(signum, _frame):
@@ -68,8 +70,14 @@ class Command(BaseCommand):
             logs = settings.VAR_DIR / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             env = {**os.environ, "SPARKDECK_PUBLIC_URL": f"http://127.0.0.1:{port}"}
-            children.append(self._spawn(celery_worker_argv(run_dir / "celerybeat-schedule"), logs / "worker.log", env))
-            children.append(self._spawn(web_argv(port), logs / "web.log", env))
+            specs = [
+                ("worker", celery_worker_argv(CONTROL_QUEUES, role="control"), "worker.log"),
+                ("ingest worker", celery_worker_argv(INGEST_QUEUES, concurrency=1, role="ingest"), "ingest.log"),
+                ("beat", celery_beat_argv(run_dir / "celerybeat-schedule", run_dir / "celerybeat.pid"), "beat.log"),
+                ("web", web_argv(port), "web.log"),
+            ]
+            for name, argv, log in specs:
+                children.add(Child(name, argv, logs / log, env, settings.BASE_DIR))
             self.stdout.write(
                 self.style.SUCCESS(
                     f"\nSparkdeck is running: http://127.0.0.1:{port}/\n"
@@ -79,23 +87,18 @@ class Command(BaseCommand):
                 )
             )
             while not stopping:
-                for child in children:
-                    if child.poll() is not None:
-                        self.stderr.write(f"{child.args[0]} exited with {child.returncode}; stopping (see {logs})")
-                        stopping = True
+                try:
+                    children.check()
+                except GaveUp as exc:
+                    self.stderr.write(str(exc))
+                    stopping = True
                 time.sleep(0.5)
         finally:
             self.stdout.write("stopping…")
-            stop_groups([c.pid for c in children if c.poll() is None])
+            children.stop()
             cluster.stop()
             pid_file.unlink(missing_ok=True)
             self.stdout.write("stopped.")
-
-    def _spawn(self, argv, log_path, env):
-        log = open(log_path, "ab")
-        return subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=settings.BASE_DIR, start_new_session=True
-        )
 
     def _stop_running(self, pid_file: Path):
         try:
