@@ -1,6 +1,8 @@
 """Submitting runs through the web form and waiting for them, for the end-to-end tests."""
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -67,3 +69,39 @@ def wait_for_log(worker, text, timeout):
         if time.time() > deadline:
             pytest.fail(f"{text!r} not in the worker log after {timeout}s:\n{worker.log_path.read_text()[-4000:]}")
         time.sleep(0.5)
+
+
+def descendants(pids: list[int]) -> list[int]:
+    """Live processes below the given ones (executor JVMs and their Python workers under the
+    Spark worker daemons)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] not in ("Z", "X"):
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], list(pids)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def worker_daemons(spark_cluster) -> list[int]:
+    return [d["pid"] for d in spark_cluster.daemons() if d["cls"].endswith("worker.Worker")]
+
+
+def wait_for(check, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")

@@ -1,57 +1,19 @@
 """The queue and cancel on the real loopback cluster (2 workers × 1 core), through the web form,
 the Celery worker on Redis, spark-submit and TFoS."""
 
-import os
 import subprocess
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import requests
 from django.urls import reverse
 
-from tests.e2e.runs import form_data, submit, wait_terminal
+from tests.e2e.runs import descendants, form_data, submit, wait_for, wait_terminal, worker_daemons
 from webapp.runs.models import Run
 from workers.localcluster import cmdline, pid_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.django_db(transaction=True)]
-
-
-def descendants(pids: list[int]) -> list[int]:
-    """Live processes below the given ones (executor JVMs and their Python workers under the
-    Spark worker daemons)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] not in ("Z", "X"):
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], list(pids)
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def worker_daemons(spark_cluster) -> list[int]:
-    return [d["pid"] for d in spark_cluster.daemons() if d["cls"].endswith("worker.Worker")]
-
-
-def wait_for(check, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def work_done_at(run):

@@ -90,6 +90,7 @@ def test_a_claim_that_launched_nothing_is_sent_again_then_failed(queued, setting
         if attempt < lifecycle.MAX_SUBMIT_ATTEMPTS:
             assert queued.status == Status.QUEUED
             assert f"attempt {attempt} of {lifecycle.MAX_SUBMIT_ATTEMPTS}" in queued.queue_reason
+            assert f"attempt {attempt}: the worker that claimed" in (queued.run_dir / "driver.log").read_text()
     assert queued.status == Status.FAILED
     assert queued.status_reason.startswith("The submission was lost 3 times")
 

@@ -205,8 +205,9 @@ def _recover_submission(run: Run) -> None:
     handle = supervision.adopt(run.run_dir)
     if handle is not None:
         if Run.objects.filter(pk=run.pk, **mine).update(backend_handle=handle):
-            log.warning("run %s: its submitting worker died after the launch; driver on %s adopted", run.pk,
-                        handle.get("host"))  # fmt: skip
+            log.warning("run %s: its submitting worker died after the launch; driver adopted", run.pk)
+            _note(run, f"the worker that launched the driver on {handle.get('host')} stopped before recording it; "
+                       "the driver was taken over")  # fmt: skip
         return
     if run.submit_attempts >= MAX_SUBMIT_ATTEMPTS:
         _fail(
@@ -223,9 +224,18 @@ def _recover_submission(run: Run) -> None:
             queue_reason=f"Sent again: the worker that claimed it stopped before launching anything "
             f"(attempt {run.submit_attempts} of {MAX_SUBMIT_ATTEMPTS}).",
         )
-        log.warning("run %s: its submission was lost before anything launched; queued again", run.pk)
     except StaleStatus:
-        pass
+        return
+    log.warning("run %s: its submission was lost before anything launched; queued again", run.pk)
+    _note(run, f"attempt {run.submit_attempts}: the worker that claimed the run stopped before launching anything; "
+               "sent again")  # fmt: skip
+
+
+def _note(run: Run, text: str) -> None:
+    """A line in the run's driver log, which the run page shows: what Sparkdeck did to the run."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run.run_dir / "driver.log", "a") as f:
+        f.write(f"[sparkdeck {time.strftime('%Y-%m-%d %H:%M:%S')}] {text}\n")
 
 
 def reconcile(run: Run) -> None:

@@ -1,0 +1,218 @@
+"""Faults on the real stack (PostgreSQL, gunicorn, a Celery worker and beat on Redis, the loopback
+Spark cluster, real TFoS runs): processes are killed with SIGKILL by the pid this test started (their
+whole session), then started again, and the outcome is checked.
+
+- the worker killed just after a run's claim, just after its launch, and mid-run: the run is sent
+  again, then adopted, then followed to SUCCEEDED; nothing orphaned, exactly one beat;
+- cancels within a second of the submission: CANCELLED, and no driver, executor or application left;
+- a second worker host and the web in PID namespaces of their own (`unshare --pid`), where /proc
+  cannot be shared: status, logs and cancel (the API answering 200) still work; a host that goes
+  down is reported as such and its run failed after the grace, not as "vanished".
+"""
+
+import os
+import shutil
+import signal
+import time
+
+import pytest
+import requests
+from django.urls import reverse
+
+from tests.e2e.conftest import kill_group, start_logged
+from tests.e2e.runs import descendants, submit, wait_for, wait_for_log, wait_terminal, worker_daemons
+from webapp.api import tokens
+from webapp.runs.models import Run
+from workers import supervision
+from workers.commands import celery_worker_argv
+from workers.localcluster import cmdline, group_pids, pid_alive
+
+pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.django_db(transaction=True)]
+
+UNSHARE = ("unshare", "--pid", "--fork", "--mount-proc")
+
+
+def beats() -> list[int]:
+    """Live `celery beat` processes on this machine."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and pid_alive(int(entry.name)):
+            args = cmdline(int(entry.name)).split()
+            if "celery" in " ".join(args[:2]) and "beat" in args:
+                found.append(int(entry.name))
+    return found
+
+
+def run_processes(run) -> list[str]:
+    """Processes of a run's driver anywhere on this machine (their cwd is the run dir), and the
+    executors under the Spark workers."""
+    left = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry.name}/cwd") == str(run.run_dir):
+                left.append(f"{entry.name}: {cmdline(int(entry.name))[:160]}")
+        except OSError:
+            pass
+    return left
+
+
+def nothing_left(spark_cluster, runs) -> list[str]:
+    left = [p for r in runs for p in run_processes(r)]
+    left += [f"{p}: {cmdline(p)[:160]}" for p in descendants(worker_daemons(spark_cluster))]
+    return left
+
+
+def reconcile_ticks(worker_log, seconds: float) -> int:
+    """Beat's reconcile_runs tasks the worker received over `seconds` (not the launchers' own)."""
+
+    def count():
+        text = worker_log.read_text(errors="replace")
+        return sum(1 for line in text.splitlines() if "reconcile_runs[" in line and "received" in line
+                   and "driver-exit-" not in line)  # fmt: skip
+
+    before = count()
+    time.sleep(seconds)
+    return count() - before
+
+
+def test_the_worker_killed_after_the_claim_after_the_launch_and_mid_run(
+    stack, owner, digits_dataset, loopback_cluster, spark_cluster
+):
+    wait_for(lambda: not descendants(worker_daemons(spark_cluster)), 60, "an idle cluster")
+    killed = []
+
+    def kill_worker():
+        pid = stack.worker.pid
+        kill_group(stack.worker)  # SIGKILL, the whole group: its pool children die with it
+        killed.append(pid)
+
+    kill_worker()
+    stack.start_worker(SPARKDECK_FAULT_PAUSE="after-claim=300")
+    run = submit(owner, digits_dataset, loopback_cluster, num_executors=1, hp_cnn_epochs="2")
+
+    # 1. Killed between the claim and spark-submit: nothing launched, so the run is sent again.
+    wait_for_log(stack, "fault point after-claim", 60)
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUBMITTED and run.backend_handle == {} and run.submit_attempts == 1
+    kill_worker()
+    assert not (run.run_dir / "launcher.json").exists()
+    stack.start_worker(SPARKDECK_FAULT_PAUSE="after-launch=300")
+
+    # 2. Killed right after the launch, before the handle was stored: the driver lives on, adopted.
+    wait_for_log(stack, "fault point after-launch", 120)
+    run.refresh_from_db()
+    assert run.submit_attempts == 2 and run.backend_handle == {}
+    assert (
+        "the worker that claimed the run stopped before launching anything; sent again"
+        in (run.run_dir / "driver.log").read_text()
+    )
+    info = wait_for(lambda: supervision.launcher_info(run.run_dir).get("child_pid") and
+                    supervision.launcher_info(run.run_dir), 30, "spark-submit started")  # fmt: skip
+    launcher = info["pid"]
+    kill_worker()
+    assert pid_alive(launcher), "the driver died with its worker"
+    stack.start_worker()
+    adopted = wait_for(lambda: Run.objects.get(pk=run.pk).backend_handle, 60, "the driver adopted")
+    assert adopted["launcher_pid"] == launcher and adopted["host"] == supervision.node_name()
+    assert "the driver was taken over" in (run.run_dir / "driver.log").read_text()
+
+    # 3. Killed mid-run: the next worker picks the run up from the launcher's files and the master.
+    wait_for(lambda: Run.objects.get(pk=run.pk).status == Run.Status.RUNNING, 120, "RUNNING")
+    kill_worker()
+    time.sleep(3)
+    stack.start_worker()
+    run, seen = wait_terminal(run.pk, 300, stack)
+    assert run.status == Run.Status.SUCCEEDED, (run.status_reason, seen)
+    assert run.submit_attempts == 2 and run.test_accuracy and run.test_accuracy > 0.5
+    assert (run.run_dir / "result.json").exists()
+
+    # Nothing orphaned: no process of a killed worker, no driver, no executor; one beat, ticking once.
+    assert [p for pid in killed for p in group_pids(pid)] == []
+    wait_for(lambda: not nothing_left(spark_cluster, [run]), 30, "the run's processes to end")
+    assert beats() == [stack.beat.pid]
+    ticks = reconcile_ticks(stack.log_path, 10)
+    assert 6 <= ticks <= 14, f"{ticks} reconcile ticks in 10 s at one per second"
+
+
+def test_cancel_within_a_second_of_submitting_leaves_nothing_running(
+    stack, owner, digits_dataset, loopback_cluster, spark_cluster
+):
+    wait_for(lambda: not descendants(worker_daemons(spark_cluster)), 60, "an idle cluster")
+    runs = []
+    for i in range(5):
+        run = submit(owner, digits_dataset, loopback_cluster, num_executors=1, hp_cnn_epochs="3")
+        time.sleep(0.2 * i)  # 0 to 0.8 s: before the claim, between claim and launch, after the launch
+        assert owner.post(reverse("run_cancel", args=[run.pk])).status_code == 302
+        runs.append(run)
+    for run in runs:
+        run.refresh_from_db()
+        assert run.status == Run.Status.CANCELLED and run.status_reason == "Cancelled by alice."
+    wait_for(lambda: not nothing_left(spark_cluster, runs), 60, "every driver and executor to end")
+    time.sleep(5)  # a late launch would show up now
+    assert nothing_left(spark_cluster, runs) == []
+    state = requests.get(f"{spark_cluster.rest_url}/json/", timeout=5).json()
+    names = {f"sparkdeck-run-{r.pk}" for r in runs}
+    assert [a["name"] for a in state["activeapps"] if a["name"] in names] == []
+    for run in runs:
+        run.refresh_from_db()
+        assert run.status == Run.Status.CANCELLED
+        assert not (run.run_dir / "result.json").exists(), f"run {run.pk} trained to the end while CANCELLED"
+        assert not (run.run_dir / "model").exists()
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs unshare and root")
+def test_a_second_host_and_the_web_in_their_own_pid_namespaces(
+    stack, alice, owner, digits_dataset, loopback_cluster, spark_cluster
+):
+    wait_for(lambda: not descendants(worker_daemons(spark_cluster)), 60, "an idle cluster")
+    api = requests.Session()
+    api.headers["Authorization"] = f"Token {tokens.issue(alice[0])}"
+    # The web in a PID namespace of its own: it cannot see, let alone signal, any driver.
+    kill_group(stack.web, signal.SIGTERM)
+    stack.start_web(argv_prefix=UNSHARE)
+    hostb_env = {**stack.env, "SPARKDECK_NODE_NAME": "hostb"}
+    hostb_log = stack.root / "hostb.log"
+    hostb = start_logged([*UNSHARE, *celery_worker_argv(node="hostb")], hostb_log, hostb_env)
+    try:
+
+        def run_on_hostb(epochs):
+            # Host A takes no run control for a moment, so that host B launches the run.
+            kill_group(stack.worker)
+            run = submit(owner, digits_dataset, loopback_cluster, num_executors=1, hp_cnn_epochs=epochs)
+            run = wait_for(
+                lambda: (r := Run.objects.get(pk=run.pk)).status == Run.Status.RUNNING and r, 180, "RUNNING on B"
+            )
+            assert run.backend_handle["host"] == "hostb"
+            stack.start_worker()  # host A is back: its reconciles see B's driver only through B's answers
+            return run
+
+        run = run_on_hostb("30")
+        # Status and logs from either host while the driver runs on B.
+        wait_for(lambda: "probe_driver" in hostb_log.read_text(errors="replace"), 30, "host A asking host B")
+        wait_for(lambda: len(list((run.run_dir / "executors").glob("*/stderr"))) == 1, 60, "executor logs copied")
+        wait_for(lambda: Run.objects.get(pk=run.pk).driver_seen.get("host") == "hostb", 30, "B's answer recorded")
+        assert Run.objects.get(pk=run.pk).spark_app_id.startswith("app-")
+        # Cancel through the API of the web in its own namespace: 200, and B stops the driver.
+        resp = api.post(f"{stack.web_url}/api/runs/{run.pk}/cancel/", timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["status"] == "CANCELLED"
+        wait_for(lambda: not nothing_left(spark_cluster, [run]), 60, "B to stop the driver and executors")
+        assert "webapp.runs.tasks.stop_driver" in hostb_log.read_text(errors="replace")
+        assert Run.objects.get(pk=run.pk).driver_seen["state"] == "stopped"
+
+        # Host B goes down (its whole PID namespace killed, driver included).
+        run = run_on_hostb("30")
+        kill_group(hostb)
+        failed, seen = wait_terminal(run.pk, 90, stack)
+        assert failed.status == Run.Status.FAILED, seen
+        assert failed.status_reason.startswith("The driver's host hostb stopped answering at ")
+        assert "vanished" not in failed.status_reason
+        wait_for(lambda: not nothing_left(spark_cluster, [run]), 60, "the lost host's executors to end")
+    finally:
+        kill_group(hostb)
+        if stack.worker.poll() is not None:
+            stack.start_worker()
+        kill_group(stack.web, signal.SIGTERM)
+        stack.start_web()
