@@ -58,7 +58,8 @@ def _ask(run_id: int, host: str, task_name: str) -> None:
     from . import tasks
 
     task = getattr(tasks, task_name)
-    ttl = max(5.0, 3 * float(settings.RECONCILE_SECONDS))
+    # A probe is only worth its tick; a stop waits longer for a busy worker (the sweep asks again anyway).
+    ttl = max(5.0, 3 * float(settings.RECONCILE_SECONDS)) if task_name == "probe_driver" else 120.0
     try:
         task.apply_async((run_id,), queue=supervision.host_queue(host), expires=ttl)
     except Exception:  # noqa: BLE001 - the broker is down: the next tick asks again
