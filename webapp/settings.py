@@ -180,6 +180,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Sparkdeck <sparkdeck
 # Webhooks: private/loopback hosts are refused unless this is set (tests, trusted intranets).
 WEBHOOK_ALLOW_PRIVATE = env.bool("SPARKDECK_WEBHOOK_ALLOW_PRIVATE", default=False)
 WEBHOOK_TIMEOUT_SECONDS = _positive_int("SPARKDECK_WEBHOOK_TIMEOUT_SECONDS", 5)
+# CA certificates webhook HTTPS is verified against (proxy and CA variables of the environment are
+# ignored for webhooks); empty: certifi's bundle.
+WEBHOOK_CA_BUNDLE = env.str("SPARKDECK_WEBHOOK_CA_BUNDLE", default="")
 # A notification is tried at most this many times; retries wait base × 2^(n-1) seconds, capped.
 NOTIFY_MAX_ATTEMPTS = _positive_int("SPARKDECK_NOTIFY_MAX_ATTEMPTS", 5)
 NOTIFY_RETRY_BASE_SECONDS = _positive_int("SPARKDECK_NOTIFY_RETRY_BASE_SECONDS", 30)
