@@ -67,6 +67,37 @@ SPARKDECK_STUCK_GRACE_SECONDS = _positive_int("SPARKDECK_STUCK_GRACE_SECONDS", 3
 # A conversion still CONVERTING after this long lost its worker (killed, restarted): it is failed.
 CONVERSION_TIMEOUT_SECONDS = _positive_int("SPARKDECK_CONVERSION_TIMEOUT_SECONDS", 4 * 3600)
 
+# --- HTTPS: secure by default, so `manage.py check --deploy` passes with DJANGO_DEBUG off ---------
+# Cookies only over HTTPS, HSTS and the http → https redirect are on unless SPARKDECK_INSECURE_HTTP=1,
+# which `make run`, the tests and docker-compose.yml set: they serve plain http (on loopback or a
+# private network), where secure cookies would make login impossible. A deployment that forgets the
+# variable fails closed (login needs HTTPS) instead of sending session cookies in clear.
+INSECURE_HTTP = env.bool("SPARKDECK_INSECURE_HTTP", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not INSECURE_HTTP
+# Off when the TLS proxy in front redirects itself.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not INSECURE_HTTP)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain http
+SECURE_HSTS_SECONDS = 0 if INSECURE_HTTP else env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+if SECURE_HSTS_SECONDS < 0:
+    raise ImproperlyConfigured("DJANGO_SECURE_HSTS_SECONDS must be 0 (off) or a positive number of seconds")
+# Both bind every host under the domain (preload: for months, through the browsers' lists), so they
+# are the operator's explicit choice; left off, their deploy-check reminders are silenced here.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [
+    *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
+    *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+]
+# Behind a TLS-terminating proxy: the header it sets to "https" (e.g. X-Forwarded-Proto). Opt-in: only
+# when the proxy always sets (or strips) it, else a client could claim HTTPS itself.
+_proxy_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="").strip()
+if _proxy_header:
+    _meta = _proxy_header.upper().replace("-", "_")
+    _meta = _meta if _meta.startswith("HTTP_") else f"HTTP_{_meta}"
+    if not _meta[5:] or not all(c.isascii() and (c.isalnum() or c == "_") for c in _meta):
+        raise ImproperlyConfigured(f"DJANGO_SECURE_PROXY_SSL_HEADER is not a header name: {_proxy_header!r}")
+    SECURE_PROXY_SSL_HEADER = (_meta, "https")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
