@@ -4,6 +4,8 @@ Embedded default (no env): SQLite + Celery's server-less filesystem transport un
 Set DATABASE_URL / CELERY_BROKER_URL to use PostgreSQL / Redis.
 """
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -120,6 +122,7 @@ INSTALLED_APPS = [
     "webapp.api",
     "webapp.notifications",
     "webapp.monitoring",
+    "axes",  # login lockout (the login-throttling region below)
 ]
 
 MIDDLEWARE = [
@@ -132,6 +135,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "webapp.accounts.middleware.LoginRequiredMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the 429 page
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -161,6 +165,27 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# --- login throttling (django-axes: failed logins per username and client address, in the database) ---
+# The login form and admin's: after SPARKDECK_LOGIN_FAILURE_LIMIT wrong passwords for one username from
+# one address, that pair is refused (429, even with the right password) for the cool-off; others are
+# not affected, and a successful login clears the count. The address is REMOTE_ADDR: behind a proxy
+# all clients share it, and the per-username count still holds.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _positive_int("SPARKDECK_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=_positive_int("SPARKDECK_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
+# /api/token/ (making or rotating an API key) per user: DRF's throttle, a rate like "10/hour".
+API_TOKEN_RATE = env.str("SPARKDECK_API_TOKEN_RATE", default="10/hour")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", API_TOKEN_RATE):
+    raise ImproperlyConfigured(f"SPARKDECK_API_TOKEN_RATE must look like 10/hour, not {API_TOKEN_RATE!r}")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"

@@ -99,6 +99,8 @@ def test_secure_defaults_and_the_opt_outs(tmp_path):
         ({"DJANGO_SECURE_PROXY_SSL_HEADER": "HTTP_"}, "not a header name"),
         ({"DJANGO_SECURE_HSTS_SECONDS": "-1"}, "DJANGO_SECURE_HSTS_SECONDS"),
         ({"DJANGO_SECURE_HSTS_SECONDS": "a year"}, "a year"),
+        ({"SPARKDECK_API_TOKEN_RATE": "often"}, "SPARKDECK_API_TOKEN_RATE"),
+        ({"SPARKDECK_LOGIN_FAILURE_LIMIT": "0"}, "SPARKDECK_LOGIN_FAILURE_LIMIT"),
     ],
 )
 def test_bad_values_stop_startup(tmp_path, env, message):
