@@ -25,8 +25,9 @@ node_modules/.installed: package.json package-lock.json
 var/secret_key:
 	mkdir -p var && $(PYTHON3) -c "import secrets; print(secrets.token_urlsafe(50))" > $@ && chmod 600 $@
 
+# Plain http on 127.0.0.1: SPARKDECK_INSECURE_HTTP=1 lets login work without HTTPS (README, Settings).
 run: install var/secret_key
-	export DJANGO_SECRET_KEY="$$(cat var/secret_key)"; \
+	export DJANGO_SECRET_KEY="$$(cat var/secret_key)" SPARKDECK_INSECURE_HTTP=1; \
 	$(PY) manage.py migrate --noinput -v 0 && \
 	$(PY) manage.py collectstatic --noinput -v 0 && \
 	$(PY) manage.py seed_demo && \
@@ -45,7 +46,7 @@ browser:
 define run-pytest
 	DJANGO_SECRET_KEY=collect $(PY) manage.py collectstatic --noinput -v 0
 	DATABASE_URL="$(TEST_DATABASE_URL)" CELERY_BROKER_URL="$(TEST_BROKER_URL)" \
-	DJANGO_SECRET_KEY=test-only-secret SPARKDECK_VAR_DIR="$(CURDIR)/var/test" \
+	DJANGO_SECRET_KEY=test-only-secret SPARKDECK_VAR_DIR="$(CURDIR)/var/test" SPARKDECK_INSECURE_HTTP=1 \
 	$(PY) -m pytest $(PYTEST_ARGS)
 endef
 
@@ -64,15 +65,15 @@ format:
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 
 bench: install
-	DJANGO_SECRET_KEY=bench SPARKDECK_VAR_DIR="$(CURDIR)/var/bench" $(PY) bench/train_vs_plain.py
-	DJANGO_SECRET_KEY=bench SPARKDECK_VAR_DIR="$(CURDIR)/var/bench" $(PY) bench/accuracy.py
+	DJANGO_SECRET_KEY=bench SPARKDECK_INSECURE_HTTP=1 SPARKDECK_VAR_DIR="$(CURDIR)/var/bench" $(PY) bench/train_vs_plain.py
+	DJANGO_SECRET_KEY=bench SPARKDECK_INSECURE_HTTP=1 SPARKDECK_VAR_DIR="$(CURDIR)/var/bench" $(PY) bench/accuracy.py
 
 # Issue 7's proof: 100k runs / 10M metric points / a 10M-row prediction file in a scratch PostgreSQL
 # database (created, then dropped), run table / run page / compare / prediction page timed in-process.
 # BENCH_HISTORY_ARGS: --quick (1/10), --keep (keep and reuse the seeded database), --repeat N, ...
 BENCH_HISTORY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/bench_history
 bench-history: install
-	DJANGO_SECRET_KEY=bench $(PY) bench/history.py --db "$(BENCH_HISTORY_DATABASE_URL)" $(BENCH_HISTORY_ARGS)
+	DJANGO_SECRET_KEY=bench SPARKDECK_INSECURE_HTTP=1 $(PY) bench/history.py --db "$(BENCH_HISTORY_DATABASE_URL)" $(BENCH_HISTORY_ARGS)
 
 clean:
 	rm -rf var/test var/test-artifacts var/bench staticfiles

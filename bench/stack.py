@@ -50,6 +50,7 @@ class EmbeddedStack:
             SPARKDECK_VAR_DIR=str(self.root / "var"),
             SPARKDECK_PUBLIC_URL=f"http://127.0.0.1:{web_port}",
             SPARKDECK_RECONCILE_SECONDS=str(self.reconcile_seconds),
+            SPARKDECK_INSECURE_HTTP="1",  # plain http on loopback
         )
         os.environ.pop("DATABASE_URL", None)
         os.environ.pop("CELERY_BROKER_URL", None)

@@ -4,6 +4,8 @@ Embedded default (no env): SQLite + Celery's server-less filesystem transport un
 Set DATABASE_URL / CELERY_BROKER_URL to use PostgreSQL / Redis.
 """
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -75,6 +77,37 @@ CONVERSION_TIMEOUT_SECONDS = _positive_int("SPARKDECK_CONVERSION_TIMEOUT_SECONDS
 # An UPLOADED dataset whose conversion was queued this long ago and never started is queued again.
 CONVERSION_REQUEUE_SECONDS = _positive_int("SPARKDECK_CONVERSION_REQUEUE_SECONDS", 300)
 
+# --- HTTPS: secure by default, so `manage.py check --deploy` passes with DJANGO_DEBUG off ---------
+# Cookies only over HTTPS, HSTS and the http → https redirect are on unless SPARKDECK_INSECURE_HTTP=1,
+# which `make run`, the tests and docker-compose.yml set: they serve plain http (on loopback or a
+# private network), where secure cookies would make login impossible. A deployment that forgets the
+# variable fails closed (login needs HTTPS) instead of sending session cookies in clear.
+INSECURE_HTTP = env.bool("SPARKDECK_INSECURE_HTTP", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not INSECURE_HTTP
+# Off when the TLS proxy in front redirects itself.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not INSECURE_HTTP)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain http
+SECURE_HSTS_SECONDS = 0 if INSECURE_HTTP else env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+if SECURE_HSTS_SECONDS < 0:
+    raise ImproperlyConfigured("DJANGO_SECURE_HSTS_SECONDS must be 0 (off) or a positive number of seconds")
+# Both bind every host under the domain (preload: for months, through the browsers' lists), so they
+# are the operator's explicit choice; left off, their deploy-check reminders are silenced here.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [
+    *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
+    *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+]
+# Behind a TLS-terminating proxy: the header it sets to "https" (e.g. X-Forwarded-Proto). Opt-in: only
+# when the proxy always sets (or strips) it, else a client could claim HTTPS itself.
+_proxy_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="").strip()
+if _proxy_header:
+    _meta = _proxy_header.upper().replace("-", "_")
+    _meta = _meta if _meta.startswith("HTTP_") else f"HTTP_{_meta}"
+    if not _meta[5:] or not all(c.isascii() and (c.isalnum() or c == "_") for c in _meta):
+        raise ImproperlyConfigured(f"DJANGO_SECURE_PROXY_SSL_HEADER is not a header name: {_proxy_header!r}")
+    SECURE_PROXY_SSL_HEADER = (_meta, "https")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -97,6 +130,7 @@ INSTALLED_APPS = [
     "webapp.api",
     "webapp.notifications",
     "webapp.monitoring",
+    "axes",  # login lockout (the login-throttling region below)
 ]
 
 MIDDLEWARE = [
@@ -109,6 +143,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "webapp.accounts.middleware.LoginRequiredMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the 429 page
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -138,6 +173,27 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# --- login throttling (django-axes: failed logins per username and client address, in the database) ---
+# The login form and admin's: after SPARKDECK_LOGIN_FAILURE_LIMIT wrong passwords for one username from
+# one address, that pair is refused (429, even with the right password) for the cool-off; others are
+# not affected, and a successful login clears the count. The address is REMOTE_ADDR: behind a proxy
+# all clients share it, and the per-username count still holds.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _positive_int("SPARKDECK_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=_positive_int("SPARKDECK_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
+# /api/token/ (making or rotating an API key) per user: DRF's throttle, a rate like "10/hour".
+API_TOKEN_RATE = env.str("SPARKDECK_API_TOKEN_RATE", default="10/hour")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", API_TOKEN_RATE):
+    raise ImproperlyConfigured(f"SPARKDECK_API_TOKEN_RATE must look like 10/hour, not {API_TOKEN_RATE!r}")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -211,6 +267,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Sparkdeck <sparkdeck
 # Webhooks: private/loopback hosts are refused unless this is set (tests, trusted intranets).
 WEBHOOK_ALLOW_PRIVATE = env.bool("SPARKDECK_WEBHOOK_ALLOW_PRIVATE", default=False)
 WEBHOOK_TIMEOUT_SECONDS = _positive_int("SPARKDECK_WEBHOOK_TIMEOUT_SECONDS", 5)
+# CA certificates webhook HTTPS is verified against (proxy and CA variables of the environment are
+# ignored for webhooks); empty: certifi's bundle.
+WEBHOOK_CA_BUNDLE = env.str("SPARKDECK_WEBHOOK_CA_BUNDLE", default="")
 # A notification is tried at most this many times; retries wait base × 2^(n-1) seconds, capped.
 NOTIFY_MAX_ATTEMPTS = _positive_int("SPARKDECK_NOTIFY_MAX_ATTEMPTS", 5)
 NOTIFY_RETRY_BASE_SECONDS = _positive_int("SPARKDECK_NOTIFY_RETRY_BASE_SECONDS", 30)

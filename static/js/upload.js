@@ -32,7 +32,7 @@
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
       if (xhr.status === 200 && body.url) {
-        status.textContent = "stored; opening the dataset page (it converts there)…";
+        status.textContent = "stored; opening its page (a worker checks or converts it there)…";
         window.location = body.url;
         return;
       }

@@ -39,6 +39,23 @@ def wait_dataset_ready(pk, timeout=120, worker=None) -> Dataset:
         time.sleep(0.5)
 
 
+def wait_modelfile_ready(pk, timeout=120, worker=None):
+    """The model file once the Celery worker checked it (READY); fails the test on FAILED or timeout."""
+    from webapp.modelfiles.models import ModelFile
+
+    deadline = time.time() + timeout
+    while True:
+        mf = ModelFile.objects.get(pk=pk)
+        if mf.status == ModelFile.Status.READY:
+            return mf
+        if mf.status == ModelFile.Status.FAILED:
+            pytest.fail(f"model file {mf.name} failed its check: {mf.status_reason}")
+        if time.time() > deadline:
+            log = worker.log_path.read_text()[-4000:] if worker is not None else ""
+            pytest.fail(f"model file {mf.name} still {mf.status} after {timeout}s; worker log:\n{log}")
+        time.sleep(0.5)
+
+
 def form_data(dataset, cluster, **hp) -> dict:
     data = {
         "dataset": dataset.pk,

@@ -9,7 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from tests.e2e.runs import submit, wait_dataset_ready, wait_terminal
+from tests.e2e.runs import submit, wait_dataset_ready, wait_modelfile_ready, wait_terminal
 from webapp.datasets.ingest import write_digits_npz
 from webapp.datasets.models import Dataset
 from webapp.runs.models import MetricPoint, Run
@@ -97,7 +97,7 @@ def test_imported_keras_model_trains_like_a_template(owner, tmp_path, digits_dat
     assert resp.status_code == 302, resp.content.decode()[:1000]
     from webapp.modelfiles.models import ModelFile
 
-    mf = ModelFile.objects.get(name="mlp")
+    mf = wait_modelfile_ready(ModelFile.objects.get(name="mlp").pk, 120, celery_worker)  # checked by the worker
     run = submit(owner, digits_dataset, loopback_cluster, template="imported", hp_imported_model=f"file:{mf.pk}",
                  hp_imported_epochs="10", hp_imported_learning_rate="0.003")  # fmt: skip
     run = succeeded(run.pk, celery_worker)

@@ -40,9 +40,23 @@ def system_temp():
     return {n for n in os.listdir(tempfile.gettempdir()) if "model" in n and not n.startswith("sparkdeck-worker-model")}
 
 
+XHR = {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"}
+
+
 def upload(client, name, filename, content, **extra):
     f = SimpleUploadedFile(filename, content)
     return client.post(reverse("modelfile_upload"), {"name": name, "file": f}, **extra)
+
+
+@pytest.fixture
+def checked_upload(eager_tasks, django_capture_on_commit_callbacks):
+    """upload(...) whose check (queued on commit) runs in this process before it returns."""
+
+    def post(*args, **extra):
+        with django_capture_on_commit_callbacks(execute=True):
+            return upload(*args, **extra)
+
+    return post
 
 
 def model_urls(mf):
@@ -53,21 +67,24 @@ def model_urls(mf):
 
 
 @pytest.mark.django_db
-def test_upload_then_list_detail_download(client_a, client_b, settings, model_bytes):
+def test_upload_then_list_detail_download(client_a, client_b, settings, model_bytes, checked_upload):
     # Uploaded under a misleading name: the format comes from the bytes.
-    resp = upload(client_a, "tiny", "my-model.h5", model_bytes["good.keras"])
+    resp = checked_upload(client_a, "tiny", "my-model.h5", model_bytes["good.keras"])
     mf = ModelFile.objects.get(name="tiny")
     assert resp.status_code == 302 and resp["Location"] == mf.get_absolute_url()
+    assert mf.status == "READY" and mf.status_reason == "" and mf.checked_at >= mf.check_started_at
     assert (mf.format, mf.input_shape, mf.num_outputs, mf.output_activation) == ("keras", [4], 3, "softmax")
     assert mf.params == 4 * 5 + 5 + 5 * 3 + 3 and "Dense" in mf.layer_classes
     assert mf.original_name == "my-model.h5" and mf.size_bytes == len(model_bytes["good.keras"])
     assert mf.storage_path == settings.DATA_ROOT / "models" / str(mf.pk) / "model.keras"
     assert stored(settings) == ["models", f"models/{mf.pk}", f"models/{mf.pk}/model.keras"]  # no temp left
 
-    assert "tiny" in client_a.get(reverse("modelfile_list")).content.decode()
+    listing = client_a.get(reverse("modelfile_list")).content.decode()
+    assert "tiny" in listing and "s-ready" in listing
     page = client_a.get(mf.get_absolute_url()).content.decode()
     for text in ("softmax", "InputLayer", "Dense", str(mf.params), "Runs using this model"):
         assert text in page
+    assert 'http-equiv="refresh"' not in page  # done: no more reloading
     down = client_a.get(reverse("modelfile_download", args=[mf.pk]))
     assert down.status_code == 200 and b"".join(down.streaming_content) == model_bytes["good.keras"]
     assert 'filename="my-model.h5"' in down["Content-Disposition"]
@@ -79,23 +96,55 @@ def test_upload_then_list_detail_download(client_a, client_b, settings, model_by
 
 
 @pytest.mark.django_db
-def test_xhr_upload_of_h5_answers_json(client_a, settings, model_bytes):
-    resp = upload(client_a, "legacy", "legacy.h5", model_bytes["good.h5"], HTTP_X_REQUESTED_WITH="XMLHttpRequest")
-    mf = ModelFile.objects.get(name="legacy")
-    assert resp.status_code == 200 and resp.json() == {"url": mf.get_absolute_url()}
-    assert mf.format == "h5" and mf.storage_path.name == "model.h5" and mf.storage_path.exists()
+def test_upload_is_stored_then_checked_by_the_task(client_a, settings, model_bytes, django_capture_on_commit_callbacks):
+    """The request stores the file and queues the check on commit; the page shows UPLOADED (and reloads)
+    until the task ran; a second run of the task changes nothing."""
+    from webapp.modelfiles import services, tasks
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        resp = upload(client_a, "later", "m.keras", model_bytes["good.keras"], **XHR)
+    mf = ModelFile.objects.get(name="later")
+    assert resp.status_code == 200 and resp.json() == {"url": mf.get_absolute_url(), "status": "UPLOADED"}
+    assert len(callbacks) == 1  # the check is queued only once the row is committed
+    assert mf.status == "UPLOADED" and mf.input_shape == []
+    assert mf.storage_path.read_bytes() == model_bytes["good.keras"]
+    page = client_a.get(mf.get_absolute_url()).content.decode()
+    assert "waiting for a worker to check it" in page and 'http-equiv="refresh"' in page
+    assert "s-uploaded" in client_a.get(reverse("modelfile_list")).content.decode()
+
+    assert tasks.check_modelfile.name == "webapp.modelfiles.tasks.check_modelfile"
+    tasks.check_modelfile.apply(args=[mf.pk]).get()
+    mf.refresh_from_db()
+    assert (mf.status, mf.input_shape, mf.num_outputs) == ("READY", [4], 3)
+    first_check = mf.checked_at
+    again = services.check(mf.pk)  # a duplicated task: claims nothing, checks nothing
+    assert again.status == "READY" and again.checked_at == first_check
 
 
 @pytest.mark.django_db
-def test_lambda_upload_is_refused_with_the_message_and_nothing_stored(client_a, settings, model_bytes):
+def test_xhr_upload_of_h5_answers_json(client_a, settings, model_bytes, checked_upload):
+    resp = checked_upload(client_a, "legacy", "legacy.h5", model_bytes["good.h5"], **XHR)
+    mf = ModelFile.objects.get(name="legacy")
+    assert resp.status_code == 200 and resp.json() == {"url": mf.get_absolute_url(), "status": "UPLOADED"}
+    assert mf.status == "READY" and mf.format == "h5" and mf.storage_path.name == "model.h5"
+    assert mf.storage_path.exists()
+
+
+@pytest.mark.django_db
+def test_lambda_upload_fails_with_the_reason_and_the_file_is_removed(client_a, settings, model_bytes, checked_upload):
     temp_before = system_temp()
-    resp = upload(client_a, "sneaky", "sneaky.keras", model_bytes["lambda.keras"])
-    assert resp.status_code == 400
-    page = resp.content.decode()
-    assert "Lambda layer" in page and "rebuild the model without Lambda layers" in page
-    assert not ModelFile.objects.exists()
-    assert stored(settings) == []  # no row, no model folder, no temp folder
+    resp = checked_upload(client_a, "sneaky", "sneaky.keras", model_bytes["lambda.keras"])
+    mf = ModelFile.objects.get(name="sneaky")
+    assert resp.status_code == 302 and resp["Location"] == mf.get_absolute_url()
+    assert mf.status == "FAILED" and "Lambda layer" in mf.status_reason
+    assert stored(settings) == ["models"]  # the row stays, the file and its folder do not
     assert system_temp() == temp_before
+    page = client_a.get(mf.get_absolute_url()).content.decode()
+    assert "rebuild the model without Lambda layers" in page and "s-failed" in page
+    assert client_a.get(reverse("modelfile_download", args=[mf.pk])).status_code == 404
+    # The failed upload does not hold its name.
+    resp = upload(client_a, "sneaky", "fixed.keras", model_bytes["good.keras"], **XHR)
+    assert resp.status_code == 200 and ModelFile.objects.filter(name="sneaky").count() == 2
 
 
 @pytest.mark.django_db
@@ -107,33 +156,83 @@ def test_lambda_upload_is_refused_with_the_message_and_nothing_stored(client_a, 
         ("empty.h5", b"", "empty"),
     ],
 )
-def test_not_a_model_is_refused_as_json(client_a, settings, filename, content, message):
-    resp = upload(client_a, "bad", filename, content, HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+def test_not_a_model_is_refused_at_once_as_json(client_a, settings, filename, content, message):
+    resp = upload(client_a, "bad", filename, content, **XHR)
     assert resp.status_code == 400 and message in resp.json()["error"]
     assert not ModelFile.objects.exists() and stored(settings) == []
 
 
 @pytest.mark.django_db
-def test_checker_over_its_time_limit_stores_nothing(client_a, settings, model_bytes):
+def test_checker_over_its_time_limit_fails_the_model(client_a, settings, model_bytes, checked_upload):
     settings.MODELFILE_CHECK_TIMEOUT = 0.5  # less than TensorFlow takes to import
-    resp = upload(client_a, "slow", "slow.keras", model_bytes["good.keras"], HTTP_X_REQUESTED_WITH="XMLHttpRequest")
-    assert resp.status_code == 400 and "longer than 0.5 s" in resp.json()["error"]
+    checked_upload(client_a, "slow", "slow.keras", model_bytes["good.keras"], **XHR)
+    mf = ModelFile.objects.get(name="slow")
+    assert mf.status == "FAILED" and "longer than 0.5 s" in mf.status_reason
+    assert stored(settings) == ["models"]
+
+
+@pytest.mark.django_db
+def test_unqueueable_check_fails_the_model(client_a, settings, model_bytes, monkeypatch, checked_upload):
+    from webapp.modelfiles import tasks
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(tasks.check_modelfile, "delay", broker_down)
+    resp = checked_upload(client_a, "orphan", "m.keras", model_bytes["good.keras"], **XHR)
+    assert resp.status_code == 200
+    mf = ModelFile.objects.get(name="orphan")
+    assert mf.status == "FAILED" and "could not be queued" in mf.status_reason and stored(settings) == ["models"]
+
+
+@pytest.mark.django_db
+def test_check_claimed_by_a_dead_worker_is_taken_over_after_the_lease(alice, settings, model_bytes):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.modelfiles import services
+
+    user, team = alice
+    mf = ModelFile.objects.create(team=team, name="m", original_name="m.keras", format="keras", created_by=user)
+    mf.storage_path.parent.mkdir(parents=True)
+    mf.storage_path.write_bytes(model_bytes["good.keras"])
+    recent = timezone.now() - timedelta(seconds=5)
+    ModelFile.objects.filter(pk=mf.pk).update(status="CHECKING", check_started_at=recent)
+    assert services.check(mf.pk).status == "CHECKING"  # a live worker holds it: not checked twice
+    old = timezone.now() - timedelta(seconds=services.CLAIM_LEASE_SECONDS + 1)
+    ModelFile.objects.filter(pk=mf.pk).update(check_started_at=old)
+    assert services.check(mf.pk).status == "READY"
+
+
+@pytest.mark.django_db
+def test_upload_over_the_limit_is_refused_from_its_content_length(client_a, settings):
+    settings.MAX_UPLOAD_BYTES = 1000
+    resp = upload(client_a, "big", "big.keras", b"PK\x03\x04" + b"\0" * (1100 * 1024), **XHR)  # over limit + overhead
+    assert resp.status_code == 413 and resp.json()["error"] == "The upload is larger than the 1000 bytes upload limit."
     assert not ModelFile.objects.exists() and stored(settings) == []
 
 
 @pytest.mark.django_db
-def test_upload_over_the_limit_is_refused_while_streaming(client_a, settings, model_bytes):
+def test_upload_over_the_limit_is_refused_while_streaming(client_a, settings, model_bytes, monkeypatch):
+    from webapp.datasets import uploads
+
     settings.MAX_UPLOAD_BYTES = 1000
-    resp = upload(client_a, "big", "big.keras", model_bytes["good.keras"], HTTP_X_REQUESTED_WITH="XMLHttpRequest")
-    assert resp.status_code == 400 and "limit" in resp.json()["error"]
+    monkeypatch.setattr(uploads, "FORM_OVERHEAD_BYTES", 10**9)  # the Content-Length check lets it through
+    resp = upload(client_a, "big", "big.keras", model_bytes["good.keras"], **XHR)
+    assert resp.status_code == 413 and resp.json()["error"] == "The upload is larger than the 1000 bytes upload limit."
     assert not ModelFile.objects.exists() and stored(settings) == []
+    resp = upload(client_a, "big", "big.keras", model_bytes["good.keras"])  # the form: back to a fresh one
+    assert resp.status_code == 302 and resp["Location"] == reverse("modelfile_upload")
 
 
 @pytest.mark.django_db
 def test_duplicate_name_refused(client_a, alice, settings, model_bytes):
     user, team = alice
-    ModelFile.objects.create(team=team, name="taken", original_name="x.keras", format="keras", created_by=user)
-    resp = upload(client_a, "taken", "m.keras", model_bytes["good.keras"], HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+    ModelFile.objects.create(
+        team=team, name="taken", original_name="x.keras", format="keras", created_by=user, status="READY"
+    )
+    resp = upload(client_a, "taken", "m.keras", model_bytes["good.keras"], **XHR)
     assert resp.status_code == 400 and "already has a model named 'taken'" in resp.json()["error"]
     assert ModelFile.objects.count() == 1 and stored(settings) == []
 
@@ -156,6 +255,19 @@ def test_csrf_enforced_on_upload(alice, settings, model_bytes):
     resp = upload(c, "csrf", "m.keras", model_bytes["good.keras"])
     assert resp.status_code == 403
     assert not ModelFile.objects.exists() and stored(settings) == []
+
+
+@pytest.mark.django_db
+def test_download_refuses_a_planted_symlink(client_a, alice, tmp_path):
+    user, team = alice
+    mf = ModelFile.objects.create(
+        team=team, name="m", original_name="m.keras", format="keras", created_by=user, status="READY"
+    )
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours")
+    mf.storage_path.parent.mkdir(parents=True)
+    mf.storage_path.symlink_to(secret)
+    assert client_a.get(reverse("modelfile_download", args=[mf.pk])).status_code == 404
 
 
 @pytest.mark.django_db

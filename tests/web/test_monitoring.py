@@ -462,9 +462,9 @@ def test_chunked_search_finds_what_a_plain_scan_finds(tmp_path):
     path.write_text(text + "tail needle", encoding="utf-8")
     want = [n for n, line in enumerate((text + "tail needle").split("\n"), 1) if "needle" in line]
     for chunk in (1, 7, 64, 4096):  # line breaks and the needle fall across chunk boundaries
-        res = logsearch.search(path, "needle", chunk=chunk, max_matches=1000)
+        res = logsearch.search(open(path, "rb"), "needle", chunk=chunk, max_matches=1000)
         assert [m["line"] for m in res.matches] == want, chunk
-    assert logsearch.search(path, "needle", time_budget=-1, chunk=64).partial is True
+    assert logsearch.search(open(path, "rb"), "needle", time_budget=-1, chunk=64).partial is True
 
 
 def test_the_run_page_has_the_resources_section_progress_and_log_tools(make_run, client_a):

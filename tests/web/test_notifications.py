@@ -5,6 +5,8 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.django_db
 class Hook:
     """A real HTTP server on 127.0.0.1 that records each POST and answers with the next queued status."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.requests = []
         self.replies = []
         hook = self
@@ -45,7 +47,10 @@ class Hook:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.port = self.server.server_address[1]
+        if tls is not None:  # an ssl.SSLContext: HTTPS
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"http://127.0.0.1:{self.port}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -259,6 +264,150 @@ def test_duplicate_task_sends_once(run, hook, django_capture_on_commit_callbacks
     assert len(hook.requests) == 1
     assert len(mail.outbox) == 1
     assert NotificationDelivery.objects.filter(run=run).count() == 2  # one per channel
+
+
+# --- where a webhook connects (DNS rebinding, proxies, TLS) ------------------------------------------
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    """A DNS stand-in: names in .answers get their queued addresses (the last one repeats), in the
+    getaddrinfo form of the real resolver; every other host (IP literals) resolves for real.
+    .calls counts the lookups of each name."""
+    real = socket.getaddrinfo
+
+    class Resolver:
+        answers: dict = {}
+        calls: dict = {}
+
+        def __call__(self, host, port, *args, **kwargs):
+            if host not in self.answers:
+                return real(host, port, *args, **kwargs)
+            self.calls[host] = self.calls.get(host, 0) + 1
+            queue = self.answers[host]
+            address = queue.pop(0) if len(queue) > 1 else queue[0]
+            return real(address, port, *args, **kwargs)
+
+    fake = Resolver()
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    return fake
+
+
+def test_webhook_connects_to_the_address_it_validated_not_a_rebound_one(
+    run, hook, resolver, settings, django_capture_on_commit_callbacks
+):
+    """The name answers a public address when checked and 127.0.0.1 right after (DNS rebinding): the
+    POST goes to the public address (which refuses or times out here), never to the local server."""
+    set_prefs(run.created_by, webhook_url=f"http://rebind.example:{hook.port}/hook", email_succeeded=False)
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    settings.NOTIFY_MAX_ATTEMPTS = 1
+    resolver.answers["rebind.example"] = ["93.184.216.34", "127.0.0.1"]
+    finish(run, Status.SUCCEEDED, django_capture_on_commit_callbacks)
+    assert hook.requests == []  # the local server was not reached
+    assert resolver.calls["rebind.example"] == 1  # resolved once: at the check
+    (d,) = deliveries(run, "webhook")
+    assert d.status == "failed" and "93.184.216.34" in d.last_error
+
+
+def test_webhook_to_a_pinned_address_keeps_its_host_name(run, hook, resolver, django_capture_on_commit_callbacks):
+    """Pinning keeps the URL's name in the Host header; a later answer (127.0.0.2: nothing listens)
+    is never used."""
+    set_prefs(run.created_by, webhook_url=f"http://hooks.example:{hook.port}/hook")
+    resolver.answers["hooks.example"] = ["127.0.0.1", "127.0.0.2"]
+    finish(run, Status.SUCCEEDED, django_capture_on_commit_callbacks)
+    assert len(hook.requests) == 1 and hook.requests[0][0]["Host"] == f"hooks.example:{hook.port}"
+    assert resolver.calls["hooks.example"] == 1
+    (d,) = deliveries(run, "webhook")
+    assert (d.status, d.attempts) == ("sent", 1)
+
+
+class RecordingProxy:
+    """An HTTP proxy stand-in on 127.0.0.1 that records what it is asked and answers 502."""
+
+    def __init__(self):
+        self.requests = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self):
+                proxy.requests.append((self.command, self.path))
+                self.send_response(502)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET = do_CONNECT = _any  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_webhook_ignores_proxy_variables(run, hook, monkeypatch, django_capture_on_commit_callbacks):
+    proxy = RecordingProxy()
+    try:
+        for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.setenv(var, proxy.url)
+        for var in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        set_prefs(run.created_by, webhook_url=hook.url)
+        finish(run, Status.SUCCEEDED, django_capture_on_commit_callbacks)
+    finally:
+        proxy.close()
+    assert proxy.requests == []
+    assert len(hook.requests) == 1
+    (d,) = deliveries(run, "webhook")
+    assert d.status == "sent"
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    """Self-signed certificates (their own CA) for hooks.example and for other.example."""
+    d = tmp_path_factory.mktemp("tls")
+    for name in ("hooks.example", "other.example"):
+        key, pem = d / f"{name}.key", d / f"{name}.pem"
+        argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+                "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(pem)]  # fmt: skip
+        subprocess.run(argv, check=True, capture_output=True)
+    return d
+
+
+def tls_hook(certificates, name, seen):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificates / f"{name}.pem", certificates / f"{name}.key")
+    context.sni_callback = lambda sock, server_name, ctx: seen.append(server_name)
+    return Hook(tls=context)
+
+
+@pytest.mark.parametrize("served", ["hooks.example", "other.example"])
+def test_https_webhook_sends_and_checks_the_host_name(
+    run, resolver, settings, certificates, served, django_capture_on_commit_callbacks
+):
+    """Connected to a pinned address, TLS still sends the URL's name (SNI) and checks the certificate
+    against it: a certificate for another name is refused."""
+    seen = []
+    hook = tls_hook(certificates, served, seen)
+    try:
+        settings.WEBHOOK_CA_BUNDLE = str(certificates / f"{served}.pem")
+        settings.NOTIFY_MAX_ATTEMPTS = 1
+        resolver.answers["hooks.example"] = ["127.0.0.1"]
+        set_prefs(run.created_by, webhook_url=f"https://hooks.example:{hook.port}/hook", email_succeeded=False)
+        finish(run, Status.SUCCEEDED, django_capture_on_commit_callbacks)
+    finally:
+        hook.close()
+    assert seen and set(seen) == {"hooks.example"}
+    (d,) = deliveries(run, "webhook")
+    if served == "hooks.example":
+        assert d.status == "sent" and len(hook.requests) == 1
+    else:
+        assert d.status == "failed" and "SSLError" in d.last_error and hook.requests == []
 
 
 def test_url_no_longer_allowed_at_send_time_is_final(run, settings, django_capture_on_commit_callbacks):

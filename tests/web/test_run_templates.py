@@ -97,8 +97,10 @@ def test_keras_application_needs_its_weights_file(client_a, digits_dataset, clus
 def test_imported_model_must_fit_the_dataset(client_a, alice, digits_dataset, cluster):
     from webapp.modelfiles.models import ModelFile
 
-    def model_file(name, shape, outputs):
-        mf = ModelFile.objects.create(team=alice[1], name=name, format="keras", input_shape=shape, num_outputs=outputs)
+    def model_file(name, shape, outputs, status="READY"):
+        mf = ModelFile.objects.create(
+            team=alice[1], name=name, format="keras", input_shape=shape, num_outputs=outputs, status=status
+        )
         mf.storage_path.parent.mkdir(parents=True)
         mf.storage_path.write_bytes(b"PK")
         return mf
@@ -109,6 +111,8 @@ def test_imported_model_must_fit_the_dataset(client_a, alice, digits_dataset, cl
 
     assert "takes inputs shaped [28, 28, 1]" in errors_of(post(model_file("big", [28, 28, 1], 10)))
     assert "has 3 outputs" in errors_of(post(model_file("three", [8, 8, 1], 3)))
+    for status in ("UPLOADED", "CHECKING", "FAILED"):  # not (or not yet) checked: never a base
+        assert f"is {status}; only a checked (READY)" in errors_of(post(model_file(status, [64], 10, status)))
     assert not Run.objects.exists()
     ok = model_file("flat", [64], 10)  # flat input with the same number of values: reshaped in the job
     assert post(ok).status_code == 302

@@ -272,13 +272,13 @@ def _log_files(request, run) -> list[dict]:
     found = [("driver", "driver")] + [(e, st) for e in artifacts.executors(run) for st in artifacts.LOG_STREAMS]
     out = []
     for source, stream in found:
-        path = artifacts.log_path(run, source, stream)
-        if path is None or not path.is_file():
+        st = artifacts.file_stat(run, artifacts.log_path(run, source, stream))
+        if st is None:
             continue
         args = [run.pk, source] if source == "driver" else [run.pk, source, stream]
         name = "api:run-log-driver" if source == "driver" else "api:run-log"
         url = reverse(name, args=args, request=request)
-        out.append({"source": source, "stream": stream, "size": path.stat().st_size, "url": url})
+        out.append({"source": source, "stream": stream, "size": st.st_size, "url": url})
     return out
 
 
@@ -301,9 +301,9 @@ class RunLogView(APIView):
         run = perms.team_run(request.user, pk)
         q = _query(s.LogQuerySerializer, request)
         path = artifacts.log_path(run, source, stream)
-        if path is None or not path.is_file():
+        if artifacts.file_stat(run, path) is None:
             raise NotFound("No such log.")
-        text, nxt, size = artifacts.read_chunk(path, q["offset"], q["limit"])
+        text, nxt, size = artifacts.read_chunk(run, path, q["offset"], q["limit"])
         return Response(
             {
                 "source": source,
@@ -378,9 +378,10 @@ class RunAnalysisView(APIView):
 
 
 def _artifact(request, name, run, path):
-    if not path.is_file():
+    st = artifacts.file_stat(run, path)
+    if st is None:
         return None
-    return {"name": path.name, "size": path.stat().st_size, "url": reverse(name, args=[run.pk], request=request)}
+    return {"name": path.name, "size": st.st_size, "url": reverse(name, args=[run.pk], request=request)}
 
 
 class RunArtifactsView(APIView):
@@ -420,10 +421,12 @@ class DownloadView(APIView):
     def perform_content_negotiation(self, request, force=False):
         return super().perform_content_negotiation(request, force=True)
 
-    def send(self, path, filename):
-        if not path.is_file():
-            raise NotFound("Not written (yet).")
-        return FileResponse(open(path, "rb"), as_attachment=True, filename=filename)
+    def send(self, run, path, filename):
+        try:
+            fh = artifacts.open_file(run, path)  # refuses a link planted in the run dir, like a missing file
+        except OSError:
+            raise NotFound("Not written (yet).") from None
+        return FileResponse(fh, as_attachment=True, filename=filename)
 
 
 class RunModelView(DownloadView):
@@ -434,7 +437,7 @@ class RunModelView(DownloadView):
         """The exported model: model.keras, or for a LogisticRegression head model.zip."""
         run = perms.team_run(request.user, pk)
         path = artifacts.model_path(run)
-        return self.send(path, f"run{run.pk}-{path.name}")
+        return self.send(run, path, f"run{run.pk}-{path.name}")
 
 
 class RunPredictionsCsvView(DownloadView):
@@ -442,7 +445,7 @@ class RunPredictionsCsvView(DownloadView):
     def get(self, request, pk):
         """All predictions as CSV: row_id, label, prediction, confidence."""
         run = perms.team_run(request.user, pk)
-        return self.send(artifacts.predictions_csv(run), f"run{run.pk}-predictions.csv")
+        return self.send(run, artifacts.predictions_csv(run), f"run{run.pk}-predictions.csv")
 
 
 class RunTensorboardView(DownloadView):

@@ -3,9 +3,9 @@ from django.contrib import messages
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from webapp import safefiles
 from webapp.accounts.services import can_submit, current_team
 
 from .forms import UploadForm
@@ -13,7 +13,7 @@ from .ingest import DatasetError, preview
 from .models import Dataset
 from .services import archive_dataset, delete_dataset
 from .thumbs import image_samples
-from .uploads import LimitedUploadHandler, declared_too_large, too_large_message
+from .uploads import limited_upload
 
 
 def _team_dataset(request, pk):
@@ -35,30 +35,17 @@ def dataset_list(request):
     )
 
 
-@csrf_exempt  # the CSRF check runs in _upload, after the upload handlers are in place
+def _too_large(request, message):
+    return _refuse(request, request.headers.get("x-requested-with") == "XMLHttpRequest", message, status=413)
+
+
 @require_http_methods(["GET", "POST"])
+@limited_upload(_too_large)
 def dataset_upload(request):
-    """Refuse an oversized upload from its Content-Length before reading the body, and while streaming it."""
-    wants_json = request.headers.get("x-requested-with") == "XMLHttpRequest"
-    limit = settings.MAX_UPLOAD_BYTES
-    if request.method == "POST":
-        if declared_too_large(request, limit):
-            return _refuse(request, wants_json, too_large_message(limit), status=413)
-        handler = LimitedUploadHandler(request, limit)
-        request.upload_handlers.insert(0, handler)
-        request.upload_limit_handler = handler
-    return _upload(request)
-
-
-@csrf_protect
-def _upload(request):
     team = current_team(request)
     wants_json = request.headers.get("x-requested-with") == "XMLHttpRequest"
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
-        handler = getattr(request, "upload_limit_handler", None)
-        if handler is not None and handler.exceeded:
-            return _refuse(request, wants_json, too_large_message(handler.limit), status=413)
         error = None
         if not can_submit(request.user, team):
             error = "Viewers cannot upload datasets."
@@ -161,10 +148,11 @@ def dataset_status(request, pk):
 
 def dataset_download(request, pk):
     ds = _team_dataset(request, pk)
-    path = ds.original_path()
-    if not path.exists():
-        raise Http404("The uploaded file is no longer stored.")
-    return FileResponse(open(path, "rb"), as_attachment=True, filename=ds.original_name)
+    try:  # a link planted in the dataset's folder is refused like a missing file
+        fh = safefiles.open_under(ds.storage_dir, ds.original_path())
+    except OSError:
+        raise Http404("The uploaded file is no longer stored.") from None
+    return FileResponse(fh, as_attachment=True, filename=ds.original_name)
 
 
 @require_POST

@@ -5,10 +5,24 @@ from .models import ModelFile
 
 @admin.register(ModelFile)
 class ModelFileAdmin(admin.ModelAdmin):
-    list_display = ["name", "team", "format", "input_shape", "num_outputs", "output_activation", "params", "created_at"]
-    list_filter = ["team", "format"]
+    list_display = [
+        "name",
+        "team",
+        "status",
+        "format",
+        "input_shape",
+        "num_outputs",
+        "output_activation",
+        "params",
+        "created_at",
+    ]
+    list_filter = ["team", "status", "format"]
     search_fields = ["name", "original_name"]
     readonly_fields = [
+        "status",
+        "status_reason",
+        "check_started_at",
+        "checked_at",
         "format",
         "input_shape",
         "num_outputs",

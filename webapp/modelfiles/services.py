@@ -1,8 +1,9 @@
-"""Import uploaded Keras model files: check them in a subprocess first, then store; nothing half-stored.
+"""Import uploaded Keras model files: the request stores the file (UPLOADED) and queues its check;
+a worker checks it (CHECKING → READY, described, or FAILED with the reason and the file removed).
 
-The web process never opens the model with TensorFlow or h5py: ``python -m workers.jobs.modelfile
-describe`` does, in a child with a time limit and a minimal environment (no database URL, no secret
-key), so a hostile or huge file can at worst kill that child.
+Neither the web process nor the worker opens the model with TensorFlow or h5py: ``python -m
+workers.jobs.modelfile describe`` does, in a child with a time limit and a minimal environment (no
+database URL, no secret key), so a hostile or huge file can at worst kill that child.
 """
 
 import json
@@ -16,10 +17,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from workers.jobs.modelfile import FORMATS, ModelFileError, detect_format
 
 from .models import ModelFile
+from .states import IllegalTransition, StaleStatus, Status
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +112,25 @@ def describe_in_subprocess(path: Path, *, tmpdir: Path, timeout: float | None = 
     raise ModelFileError("The model file could not be checked (the checker failed; see the server log).")
 
 
+QUEUE_FAILURE = "The check could not be queued (the task broker is unreachable); upload the model again."
+INTERNAL_FAILURE = "The model file could not be checked (an internal error; see the server log)."
+# A CHECKING row whose worker died (acks_late redelivers its task) is taken over after this long.
+CLAIM_LEASE_SECONDS = 2 * CHECK_TIMEOUT_SECONDS
+
+
 def _duplicate(name):
     return ModelFileError(f"Your team already has a model named {name!r}; pick another name.")
 
 
 def create_model_file(*, team, user, name: str, upload) -> ModelFile:
-    """`upload` is a Django UploadedFile (or any object with .name and .chunks()).
-
-    On any failure nothing is stored: no row, no file, no temp folder.
+    """Store `upload` (a Django UploadedFile, or anything with .name and .chunks()) as an UPLOADED model
+    file and queue its check once the row is committed. Refused at once (ModelFileError, nothing
+    stored): no name, a name the team has, a file over MAX_UPLOAD_BYTES, bytes that are no Keras format.
     """
     name = (name or "").strip()
     if not name:
         raise ModelFileError("Give the model a name.")
-    if ModelFile.objects.filter(team=team, name=name).exists():
+    if ModelFile.objects.filter(team=team, name=name).exclude(status=Status.FAILED).exists():
         raise _duplicate(name)
     settings.DATA_ROOT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="model-upload-", dir=settings.DATA_ROOT))
@@ -132,7 +141,7 @@ def create_model_file(*, team, user, name: str, upload) -> ModelFile:
         with open(src, "wb") as fh:
             for chunk in upload.chunks():
                 size += len(chunk)
-                if size > settings.MAX_UPLOAD_BYTES:
+                if size > settings.MAX_UPLOAD_BYTES:  # the upload handler stops it first; a direct caller here
                     raise ModelFileError(
                         f"The file is larger than the {settings.MAX_UPLOAD_BYTES // 2**20} MB upload limit."
                     )
@@ -143,30 +152,21 @@ def create_model_file(*, team, user, name: str, upload) -> ModelFile:
             fmt = detect_format(head)  # by the bytes; the upload's name means nothing
         except ModelFileError as e:
             raise ModelFileError(_sentence(str(e))) from None
-        candidate = work / f"model.{fmt}"  # the suffix tf_keras picks its loader by
-        src.rename(candidate)
-        (work / "tmp").mkdir()
-        info = describe_in_subprocess(candidate, tmpdir=work / "tmp")
-        if info["format"] != fmt:
-            raise ModelFileError("The model file was refused: its format changed while it was checked.")
         with transaction.atomic():
             mf = ModelFile.objects.create(
                 team=team,
                 name=name,
                 original_name=Path(upload.name or f"model.{fmt}").name[:255],
                 format=fmt,
-                input_shape=list(info["input_shape"]),
-                num_outputs=info["num_outputs"],
-                output_activation=info["output_activation"][:50],
-                params=info["params"],
-                layer_classes=list(info["layer_classes"]),
                 size_bytes=size,
                 created_by=user,
             )
             final_dir = mf.storage_path.parent
             shutil.rmtree(final_dir, ignore_errors=True)  # a stale folder of a deleted row with the same id
             final_dir.mkdir(parents=True)
-            shutil.move(str(candidate), mf.storage_path)
+            os.replace(src, mf.storage_path)  # the suffix is the one tf_keras picks its loader by
+            pk = mf.pk
+            transaction.on_commit(lambda: dispatch_check(pk))
         return mf
     except BaseException as exc:
         # The row rolled back (or never was): take its file with it.
@@ -177,3 +177,83 @@ def create_model_file(*, team, user, name: str, upload) -> ModelFile:
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def dispatch_check(model_file_id: int) -> None:
+    """Queue the check (after commit). A broker that cannot be reached fails the model file with a
+    reason rather than the request that already stored it."""
+    from .tasks import check_modelfile
+
+    try:
+        check_modelfile.delay(model_file_id)
+    except Exception:
+        log.exception("could not queue the check of model file %s", model_file_id)
+        mf = ModelFile.objects.filter(pk=model_file_id).first()
+        if mf is not None:
+            _fail(mf, QUEUE_FAILURE)
+
+
+def _claim(mf: ModelFile) -> bool:
+    """UPLOADED → CHECKING, or take over a CHECKING row whose claim is older than the lease (its
+    worker died and the task was delivered again). False when another worker holds it or it is done."""
+    if mf.status == Status.UPLOADED:
+        try:
+            mf.transition(Status.CHECKING)
+            return True
+        except StaleStatus:
+            return False
+    if mf.status != Status.CHECKING:
+        return False
+    now = timezone.now()
+    stale = now - timezone.timedelta(seconds=CLAIM_LEASE_SECONDS)
+    taken = ModelFile.objects.filter(pk=mf.pk, status=Status.CHECKING, check_started_at__lt=stale).update(
+        check_started_at=now
+    )
+    if taken:
+        mf.check_started_at = now
+    return bool(taken)
+
+
+def check(model_file_id: int) -> ModelFile | None:
+    """Check an UPLOADED model file in the checker subprocess; READY with its description, or FAILED
+    with the reason (the file removed). Idempotent: a row another worker holds, or one already checked,
+    is returned as it is (None when there is no row)."""
+    mf = ModelFile.objects.filter(pk=model_file_id).first()
+    if mf is None or not _claim(mf):
+        return mf
+    tmp = mf.storage_path.parent / "tmp"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)  # what a killed check left
+        tmp.mkdir(parents=True)
+        info = describe_in_subprocess(mf.storage_path, tmpdir=tmp)
+        if info["format"] != mf.format:
+            raise ModelFileError("The model file was refused: its format changed while it was checked.")
+        mf.transition(
+            Status.READY,
+            input_shape=list(info["input_shape"]),
+            num_outputs=info["num_outputs"],
+            output_activation=info["output_activation"][:50],
+            params=info["params"],
+            layer_classes=list(info["layer_classes"]),
+            status_reason="",
+        )
+    except ModelFileError as exc:
+        _fail(mf, str(exc))
+    except (StaleStatus, IllegalTransition):
+        log.warning("model file %s changed while it was checked", model_file_id)
+    except Exception:
+        log.exception("checking model file %s failed unexpectedly", model_file_id)
+        _fail(mf, INTERNAL_FAILURE)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ModelFile.objects.filter(pk=model_file_id).first()
+
+
+def _fail(mf: ModelFile, reason: str) -> None:
+    """FAILED with `reason`; the row stays (so the user sees why), the file goes."""
+    try:
+        mf.transition(Status.FAILED, reason=reason)
+    except (StaleStatus, IllegalTransition):
+        log.warning("model file %s changed while failing: %s", mf.pk, reason)
+        return
+    shutil.rmtree(mf.storage_path.parent, ignore_errors=True)

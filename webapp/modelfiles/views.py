@@ -1,9 +1,12 @@
+from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from webapp import safefiles
 from webapp.accounts.services import can_submit, current_team
+from webapp.datasets.uploads import limited_upload
 from workers.jobs.modelfile import ModelFileError
 
 from .forms import ModelUploadForm
@@ -41,13 +44,21 @@ def model_list(request):
     )
 
 
+def _too_large(request, message):
+    if request.headers.get("x-requested-with") == "XMLHttpRequest":
+        return JsonResponse({"error": message}, status=413)
+    messages.error(request, message)
+    return redirect("modelfile_upload")  # nothing of the body was read: a fresh form
+
+
 @require_http_methods(["GET", "POST"])
+@limited_upload(_too_large)
 def model_upload(request):
     team = current_team(request)
     allowed = can_submit(request.user, team)
     form = ModelUploadForm(request.POST or None, request.FILES or None)
     if request.method == "GET":
-        return render(request, "modelfiles/upload.html", {"form": form, "team": team, "can_upload": allowed})
+        return render(request, "modelfiles/upload.html", _upload_context(form, team, allowed))
     wants_json = request.headers.get("x-requested-with") == "XMLHttpRequest"
     status = 400
     if not allowed:
@@ -61,15 +72,19 @@ def model_upload(request):
             error = str(exc)
         else:
             if wants_json:
-                return JsonResponse({"url": mf.get_absolute_url()})
-            messages.success(request, f"Model {mf.name} passed the checks and is stored.")
+                return JsonResponse({"url": mf.get_absolute_url(), "status": mf.status})
+            messages.success(request, f"Model {mf.name} is stored; it is being checked.")
             return redirect(mf)
     else:
         error = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
     if wants_json:
         return JsonResponse({"error": error}, status=status)
     messages.error(request, error)
-    return render(request, "modelfiles/upload.html", {"form": form, "team": team, "can_upload": allowed}, status=status)
+    return render(request, "modelfiles/upload.html", _upload_context(form, team, allowed), status=status)
+
+
+def _upload_context(form, team, allowed):
+    return {"form": form, "team": team, "can_upload": allowed, "max_upload_bytes": settings.MAX_UPLOAD_BYTES}
 
 
 @require_GET
@@ -82,7 +97,7 @@ def model_detail(request, pk):
 def model_download(request, pk):
     mf = get_object_or_404(ModelFile.objects.for_user(request.user), pk=pk)
     try:
-        fh = open(mf.storage_path, "rb")
-    except FileNotFoundError:
+        fh = safefiles.open_under(mf.storage_path.parent, mf.storage_path)  # no link planted in its folder
+    except OSError:
         raise Http404("The model file is missing from storage.") from None
     return FileResponse(fh, as_attachment=True, filename=mf.original_name, content_type="application/octet-stream")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import BinaryIO
 
 CHUNK = 1 << 20
 MAX_QUERY = 200
@@ -60,7 +60,7 @@ class Result:
 
 
 def search(
-    path: Path,
+    fh: BinaryIO,
     query: str,
     *,
     case_sensitive: bool = False,
@@ -68,14 +68,15 @@ def search(
     time_budget: float = TIME_BUDGET_S,
     chunk: int = CHUNK,
 ) -> Result:
-    """Lines of ``path`` containing ``query`` with 1-based line numbers, first ``max_matches``."""
+    """Lines of the log opened as ``fh`` (read from its start, closed here) containing ``query`` with
+    1-based line numbers, first ``max_matches``."""
     query = clean_query(query)
     max_matches = max(1, min(int(max_matches), MAX_MATCHES))
     needle = query if case_sensitive else query.lower()
     needle_bytes = needle.encode("utf-8")
     res = Result(query=query)
     deadline = time.monotonic() + time_budget
-    with open(path, "rb") as fh:
+    with fh:
         res.size = _size(fh)
         line_no = 0
         offset = 0  # byte offset of `carry`'s start

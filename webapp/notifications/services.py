@@ -18,6 +18,7 @@ import time
 from datetime import timedelta
 
 import requests
+import urllib3
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -28,7 +29,7 @@ from django.utils import timezone
 from webapp.runs.states import Status
 
 from .models import Event, NotificationDelivery, NotificationSettings, new_webhook_secret
-from .validators import validate_webhook_url
+from .validators import WebhookTarget, resolve_webhook
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +157,46 @@ def _send_email(run, event: str, detail: str, address: str, delivery: Notificati
         raise TransientError(f"{type(exc).__name__}: {exc}") from exc
 
 
+class PinnedAdapter(requests.adapters.HTTPAdapter):
+    """Connects to one given address whatever the URL's host resolves to by then, while TLS still
+    sends (SNI) and checks (certificate) the URL's host name: the address is the one validated."""
+
+    def __init__(self, address: str, host: str):
+        self.address, self.host = address, host
+        super().__init__(max_retries=0)
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
+        host_params["host"] = self.address
+        if host_params["scheme"] == "https":
+            pool_kwargs.update(server_hostname=self.host, assert_hostname=self.host)
+        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+
+
+def pinned_session(target: WebhookTarget, address: str) -> requests.Session:
+    """A session that sends to `address` only and ignores the environment (HTTP(S)_PROXY, NO_PROXY,
+    .netrc, REQUESTS_CA_BUNDLE): a proxy would resolve the name itself, out of our check."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = settings.WEBHOOK_CA_BUNDLE or True
+    adapter = PinnedAdapter(address, target.host)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _connect_failed(exc: requests.RequestException) -> bool:
+    """Nothing was sent: the next address may be tried without risking a duplicate."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
 def _send_webhook(run, event: str, detail: str, prefs: NotificationSettings, delivery: NotificationDelivery) -> None:
     url = prefs.webhook_url
     try:
-        validate_webhook_url(url)  # again: DNS may have changed since the form accepted it
+        target = resolve_webhook(url)  # again: DNS may have changed since the form accepted it
     except ValidationError as exc:
         message = "; ".join(exc.messages)
         if exc.error_list[0].code == "unresolvable":
@@ -168,6 +205,7 @@ def _send_webhook(run, event: str, detail: str, prefs: NotificationSettings, del
     timestamp = int(time.time())
     body = encode(build_payload(run, event, detail, timestamp=timestamp, delivery_id=delivery.pk))
     headers = {
+        "Host": target.netloc,  # the connection goes to an address; the server wants its name
         "Content-Type": "application/json",
         "User-Agent": "Sparkdeck-Webhook/1",
         "X-Sparkdeck-Event": event,
@@ -175,21 +213,31 @@ def _send_webhook(run, event: str, detail: str, prefs: NotificationSettings, del
         TIMESTAMP_HEADER: str(timestamp),
         SIGNATURE_HEADER: sign(prefs.webhook_secret, body),
     }
-    try:
-        with requests.post(
-            url,
-            data=body,
-            headers=headers,
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            allow_redirects=False,  # a redirect could lead anywhere, private hosts included
-            stream=True,
-        ) as response:
-            code = response.status_code
-            snippet = response.raw.read(300, decode_content=True).decode("utf-8", "replace") if code >= 300 else ""
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
-    except requests.RequestException as exc:
-        raise PermanentError(f"{type(exc).__name__}: {exc}") from exc
+    failure = None
+    for address in target.addresses:
+        try:
+            with (
+                pinned_session(target, address) as session,
+                session.post(
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+                    allow_redirects=False,  # a redirect could lead anywhere, private hosts included
+                    stream=True,
+                ) as response,
+            ):
+                code = response.status_code
+                snippet = response.raw.read(300, decode_content=True).decode("utf-8", "replace") if code >= 300 else ""
+            break
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            failure = TransientError(f"{type(exc).__name__}: {exc}")
+            if not _connect_failed(exc):
+                raise failure from exc
+        except requests.RequestException as exc:
+            raise PermanentError(f"{type(exc).__name__}: {exc}") from exc
+    else:
+        raise failure or TransientError("the webhook host has no address")
     if 200 <= code < 300:
         return
     message = f"HTTP {code}" + (f": {snippet.strip()}" if snippet.strip() else "")

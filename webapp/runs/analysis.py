@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pyarrow.parquet as pq
 
+from webapp import safefiles
 from webapp.datasets import thumbs
 from workers.jobs import analysis as job_analysis
 
@@ -52,7 +54,8 @@ def pred_dir(run: Run) -> Path:
 
 
 def has_predictions(run: Run) -> bool:
-    return (pred_dir(run) / job_analysis.PREDICTIONS_FILE).exists()
+    # Through safefiles: a link planted in the run dir (e.g. to another run's predictions) is no file.
+    return safefiles.is_file_under(run.run_dir, pred_dir(run) / job_analysis.PREDICTIONS_FILE)
 
 
 @dataclass
@@ -75,7 +78,7 @@ class Analysis:
     @property
     def sorted_path(self) -> Path | None:
         path = self.directory / job_analysis.SORTED_FILE
-        return path if "sorted" in self.data and path.exists() else None
+        return path if "sorted" in self.data and safefiles.is_file_under(self.directory, path) else None
 
     @property
     def nan_free(self) -> bool:
@@ -87,7 +90,7 @@ def load(run: Run, compute: bool = True) -> Analysis | None:
     the run has no predictions (or, with ``compute=False``, no current analysis)."""
     directory = pred_dir(run)
     num_classes = run.dataset.num_classes or None
-    if not (directory / job_analysis.PREDICTIONS_FILE).exists():
+    if not has_predictions(run):  # also: predictions/ is a real folder, not a link
         return None
     found = _read_cached(directory)
     if found is None:
@@ -120,20 +123,22 @@ def _read_cached(directory: Path) -> tuple[dict, np.ndarray] | None:
     """(analysis.json, its matrix) if current; parsed once per file version and process."""
     path = directory / job_analysis.ANALYSIS_FILE
     try:
-        st = path.stat()
+        fh = safefiles.open_under(directory, path)
     except OSError:
         return None
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    with _CACHE_LOCK:
-        found = _CACHE.get(key)
-        if found is not None:
-            _CACHE.move_to_end(key)
-    if found is None:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            found = data, _matrix(data)
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+    with fh:
+        st = os.fstat(fh.fileno())
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        with _CACHE_LOCK:
+            found = _CACHE.get(key)
+            if found is not None:
+                _CACHE.move_to_end(key)
+        if found is None:
+            try:
+                data = json.loads(fh.read().decode("utf-8"))
+                found = data, _matrix(data)
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
         with _CACHE_LOCK:
             _CACHE[key] = found
             while len(_CACHE) > _CACHE_SIZE:
@@ -270,7 +275,8 @@ def gallery(run: Run, an: Analysis, limit: int = GALLERY_SIZE) -> list[dict]:
     cache = an.directory / GALLERY_FILE
     key = [an.data["source"]["bytes"] if "source" in an.data else None, limit, _size(test)]
     try:
-        cached = json.loads(cache.read_text(encoding="utf-8"))
+        with safefiles.open_under(an.directory, cache) as fh:
+            cached = json.loads(fh.read().decode("utf-8"))
         if cached.get("key") == key:
             return _named(cached["items"], ds.class_names)
     except (OSError, ValueError, AttributeError):
@@ -430,17 +436,17 @@ def prediction_page(run: Run, filters: Filters | None = None, page: int = 1, per
     per_page = max(1, min(per_page, MAX_PER_PAGE))
     directory = pred_dir(run)
     main = directory / job_analysis.PREDICTIONS_FILE
-    if not main.exists():
+    if not has_predictions(run):
         return Page([], 0, 1, 1, per_page, ORDER_ROW_ID)
     if not filters.active:
-        rgs = _RowGroups(main)
+        rgs = _RowGroups(run, main)
         start = _clamp_start(page, per_page, rgs.total)
         rows = rgs.rows([(start, min(rgs.total, start + per_page))])
         return _page(rows, rgs.total, start, per_page, ORDER_ROW_ID)
     an = load(run)
     if an is None or an.sorted_path is None:
-        return _scan_page(_RowGroups(main), filters, page, per_page, ORDER_ROW_ID)
-    rgs = _RowGroups(an.sorted_path)
+        return _scan_page(_RowGroups(run, main), filters, page, per_page, ORDER_ROW_ID)
+    rgs = _RowGroups(run, an.sorted_path)
     spans = _class_spans(an, filters)
     if filters.by_confidence:
         if len(spans) > MAX_SEARCHED_CELLS:
@@ -545,8 +551,8 @@ def _scan_page(rgs: _RowGroups, f: Filters, page: int, per_page: int, order: str
 class _RowGroups:
     """Positions in one Parquet file by row group, with a small cache of what one request read."""
 
-    def __init__(self, path: Path):
-        self.pf = pq.ParquetFile(path)
+    def __init__(self, run: Run, path: Path):
+        self.pf = pq.ParquetFile(safefiles.open_under(run.run_dir, path))
         md = self.pf.metadata
         self.num_row_groups = md.num_row_groups
         sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]

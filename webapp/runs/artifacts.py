@@ -1,10 +1,15 @@
 """Reading a run's files: logs (by byte offset), predictions (paged: webapp/runs/analysis.py), model.
 
-Names come from a fixed set or a strict pattern, so no request can reach outside the run dir.
+Names come from a fixed set or a strict pattern, and every file is opened through
+webapp.safefiles, so neither a request nor a link planted in the run dir reaches outside it.
 """
 
+import os
 import re
 from pathlib import Path
+from typing import BinaryIO
+
+from webapp import safefiles
 
 from .models import Run
 
@@ -29,24 +34,34 @@ def executors(run: Run) -> list[str]:
     return sorted(ids, key=lambda s: (len(s), s))
 
 
-def read_chunk(path: Path, offset: int, limit: int = MAX_CHUNK) -> tuple[str, int, int]:
+def open_file(run: Run, path: Path) -> BinaryIO:
+    """`path` (one of this module's paths) opened for reading; OSError when missing, or a link or not
+    a regular file (webapp.safefiles)."""
+    return safefiles.open_under(run.run_dir, path)
+
+
+def file_stat(run: Run, path: Path | None) -> os.stat_result | None:
+    """The stat of the regular file `path` in the run dir; None when missing, a link, or outside."""
+    return None if path is None else safefiles.stat_under(run.run_dir, path)
+
+
+def read_chunk(run: Run, path: Path, offset: int, limit: int = MAX_CHUNK) -> tuple[str, int, int]:
     """Return (text, next offset, file size) reading at most `limit` bytes from `offset`."""
     try:
-        size = path.stat().st_size
+        fh = open_file(run, path)
     except OSError:
         return "", 0, 0
-    offset = max(0, min(offset, size))
-    with open(path, "rb") as fh:
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        offset = max(0, min(offset, size))
         fh.seek(offset)
         data = fh.read(min(limit, MAX_CHUNK))
     return data.decode("utf-8", errors="replace"), offset + len(data), size
 
 
-def tail_offset(path: Path, limit: int = 64 * 1024) -> int:
-    try:
-        return max(0, path.stat().st_size - limit)
-    except OSError:
-        return 0
+def tail_offset(run: Run, path: Path, limit: int = 64 * 1024) -> int:
+    st = file_stat(run, path)
+    return max(0, st.st_size - limit) if st else 0
 
 
 def predictions_path(run: Run) -> Path:
@@ -65,10 +80,10 @@ def model_path(run: Run) -> Path:
     """What "download model" serves: the Keras model, or for a LogisticRegression head the zip of
     the featurizer and the MLlib model."""
     keras = keras_model_path(run)
-    if keras.exists():
+    if file_stat(run, keras):
         return keras
     zipped = run.run_dir / "model" / "model.zip"
-    return zipped if zipped.exists() else keras
+    return zipped if file_stat(run, zipped) else keras
 
 
 def prediction_page(run: Run, page: int, per_page: int = 50) -> tuple[list[dict], int]:

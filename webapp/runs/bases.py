@@ -77,6 +77,8 @@ def _file_base(team, pk: int) -> ResolvedBase:
     mf = ModelFile.objects.filter(team=team, pk=pk).first()
     if mf is None:
         raise BaseRefError(f"No model file {pk} in your team.")
+    if not mf.is_usable:
+        raise BaseRefError(f"Model file {mf.name} is {mf.status}; only a checked (READY) model file can be a base.")
     if not mf.storage_path.exists():
         raise BaseRefError(f"Model file {mf.name} is missing from storage; upload it again.")
     return ResolvedBase("file", f"model file {mf.name}", str(mf.storage_path), tuple(mf.input_shape), mf.num_outputs)
@@ -95,8 +97,10 @@ def options(team, kinds) -> list[tuple[str, str]]:
             out.append((f"run:{r.pk}", f"Run {r.pk}: {r.name} ({r.dataset.shape_text})"))
     if "file" in kinds:
         from webapp.modelfiles.models import ModelFile
+        from webapp.modelfiles.states import USABLE
 
-        for mf in ModelFile.objects.filter(team=team).order_by("-created_at")[:200]:
+        usable = ModelFile.objects.filter(team=team, status__in=USABLE)
+        for mf in usable.order_by("-created_at")[:200]:
             shape = "×".join(str(d) for d in mf.input_shape)
             out.append((f"file:{mf.pk}", f"Model file {mf.name} ({shape} → {mf.num_outputs})"))
     if "app" in kinds:

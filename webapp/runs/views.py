@@ -125,8 +125,8 @@ def run_live(request, pk):
         lifecycle.follow_log(run, source, stream or "stderr")
         offset = _int(request.GET.get(f"off:{key}"), -1)
         if offset < 0:
-            offset = artifacts.tail_offset(path)
-        text, nxt, size = artifacts.read_chunk(path, offset)
+            offset = artifacts.tail_offset(run, path)
+        text, nxt, size = artifacts.read_chunk(run, path, offset)
         logs[key] = {"text": text, "offset": nxt, "size": size}
     return JsonResponse(
         {
@@ -144,8 +144,8 @@ def run_live(request, pk):
             "executors": artifacts.executors(run),
             "points": metrics.points_since(run, since),
             "logs": logs,
-            "has_predictions": artifacts.predictions_path(run).exists(),
-            "has_model": artifacts.model_path(run).exists(),
+            "has_predictions": artifacts.file_stat(run, artifacts.predictions_path(run)) is not None,
+            "has_model": artifacts.file_stat(run, artifacts.model_path(run)) is not None,
             "diagnosis": watchdog.banner(run),
         }
     )
@@ -154,10 +154,9 @@ def run_live(request, pk):
 def run_log(request, pk, source, stream="stderr"):
     run = _team_run(request, pk)
     path = artifacts.log_path(run, source, stream)
-    if path is None or not path.exists():
-        raise Http404("no such log")
+    fh = _open_artifact(run, path, "no such log")
     name = f"run{run.pk}-{source}-{stream}.log" if source != "driver" else f"run{run.pk}-driver.log"
-    resp = FileResponse(open(path, "rb"), content_type="text/plain; charset=utf-8", filename=name)
+    resp = FileResponse(fh, content_type="text/plain; charset=utf-8", filename=name)
     if request.GET.get("download"):
         resp["Content-Disposition"] = f'attachment; filename="{name}"'
     return resp
@@ -221,18 +220,25 @@ def run_series(request, pk):
 
 def run_predictions_csv(request, pk):
     run = _team_run(request, pk)
-    path = artifacts.predictions_csv(run)
-    if not path.exists():
-        raise Http404("no predictions yet")
-    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"run{run.pk}-predictions.csv")
+    fh = _open_artifact(run, artifacts.predictions_csv(run), "no predictions yet")
+    return FileResponse(fh, as_attachment=True, filename=f"run{run.pk}-predictions.csv")
 
 
 def run_model(request, pk):
     run = _team_run(request, pk)
     path = artifacts.model_path(run)
-    if not path.exists():
-        raise Http404("no exported model")
-    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"run{run.pk}-{path.name}")
+    fh = _open_artifact(run, path, "no exported model")
+    return FileResponse(fh, as_attachment=True, filename=f"run{run.pk}-{path.name}")
+
+
+def _open_artifact(run, path, missing: str):
+    """The run's file opened without following links (a planted link answers 404 like a missing file)."""
+    if path is None:
+        raise Http404(missing)
+    try:
+        return artifacts.open_file(run, path)
+    except OSError:
+        raise Http404(missing) from None
 
 
 @require_POST
