@@ -30,6 +30,7 @@ def _schedule(sender, **kwargs):
         float(settings.SPARKDECK_SAMPLE_SECONDS), sender.signature("webapp.monitoring.tasks.sample_executors")
     )
     sender.add_periodic_task(60.0, sender.signature("webapp.datasets.tasks.sweep_conversions"))
+    sender.add_periodic_task(60.0, sender.signature("webapp.modelfiles.tasks.sweep_checks"))
 
 
 app.autodiscover_tasks()  # every INSTALLED_APPS package's tasks.py, once Django is set up

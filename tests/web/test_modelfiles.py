@@ -206,6 +206,30 @@ def test_check_claimed_by_a_dead_worker_is_taken_over_after_the_lease(alice, set
 
 
 @pytest.mark.django_db
+def test_the_sweep_queues_again_checks_whose_task_or_worker_was_lost(alice, settings, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.modelfiles import services, tasks
+
+    settings.CONVERSION_REQUEUE_SECONDS = 300
+    user, team = alice
+    sent = []
+    monkeypatch.setattr(tasks.check_modelfile, "delay", lambda pk: sent.append(pk))
+    fresh, lost, dead, done = (
+        ModelFile.objects.create(team=team, name=n, original_name="m.keras", format="keras", created_by=user)
+        for n in ("fresh", "lost", "dead", "done")
+    )
+    ModelFile.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(seconds=301))
+    stale = timezone.now() - timedelta(seconds=services.CLAIM_LEASE_SECONDS + 1)
+    ModelFile.objects.filter(pk=dead.pk).update(status="CHECKING", check_started_at=stale)
+    ModelFile.objects.filter(pk=done.pk).update(status="READY", created_at=timezone.now() - timedelta(days=1))
+    assert services.sweep_checks() == 2
+    assert sorted(sent) == sorted([lost.pk, dead.pk])
+
+
+@pytest.mark.django_db
 def test_upload_over_the_limit_is_refused_from_its_content_length(client_a, settings):
     settings.MAX_UPLOAD_BYTES = 1000
     resp = upload(client_a, "big", "big.keras", b"PK\x03\x04" + b"\0" * (1100 * 1024), **XHR)  # over limit + overhead

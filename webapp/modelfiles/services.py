@@ -193,6 +193,23 @@ def dispatch_check(model_file_id: int) -> None:
             _fail(mf, QUEUE_FAILURE)
 
 
+def sweep_checks(now=None) -> int:
+    """The periodic sweep: checks whose task was lost (UPLOADED for longer than the conversion requeue
+    period) or whose worker died (CHECKING past the lease) are queued again; the claim's
+    compare-and-set makes a duplicate do nothing."""
+    now = now or timezone.now()
+    lost = ModelFile.objects.filter(
+        status=Status.UPLOADED, created_at__lt=now - timezone.timedelta(seconds=settings.CONVERSION_REQUEUE_SECONDS)
+    ) | ModelFile.objects.filter(
+        status=Status.CHECKING, check_started_at__lt=now - timezone.timedelta(seconds=CLAIM_LEASE_SECONDS)
+    )
+    ids = list(lost.values_list("pk", flat=True))
+    for pk in ids:
+        log.warning("model file %s: its check was lost; queueing it again", pk)
+        dispatch_check(pk)
+    return len(ids)
+
+
 def _claim(mf: ModelFile) -> bool:
     """UPLOADED → CHECKING, or take over a CHECKING row whose claim is older than the lease (its
     worker died and the task was delivered again). False when another worker holds it or it is done."""

@@ -1,4 +1,4 @@
-"""Celery tasks of model files (routed to the ``ingest`` queue by workers/celery.py)."""
+"""Celery tasks of model files (routed to the ``ingest`` queue by CELERY_TASK_ROUTES in settings)."""
 
 from workers.celery import app
 
@@ -9,3 +9,11 @@ def check_modelfile(model_file_id: int) -> None:
     from . import services
 
     services.check(model_file_id)
+
+
+@app.task(acks_late=True, ignore_result=True)
+def sweep_checks() -> int:
+    """Queue again the checks whose task or worker was lost."""
+    from . import services
+
+    return services.sweep_checks()
