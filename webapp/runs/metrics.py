@@ -272,7 +272,7 @@ def _generation(run: Run) -> str:
 
 def epochs_done(run: Run) -> int:
     """Epochs finished so far (the progress bar): the newest epoch-end point, read from one end of
-    the (run, name, step) index per name; never a scan of the run's points."""
+    the (run, name, step, executor) index per name; never a scan of the run's points."""
     done = 0
     for name in ("epoch_loss", "epoch_accuracy"):
         epoch = (
@@ -335,7 +335,7 @@ def _fill(out, run, names, start, end, max_points, x):
     col = _COLUMNS[x]
     where, params = [f"{run_col} = %s"], [run.pk]
     # Ingest stores no other names, so all of them need no filter over the whole range; a zoomed
-    # range keeps it: per name, the (run, name, step) index then reads just that step range.
+    # range keeps it: per name, the (run, name, step, executor) index then reads just that step range.
     if set(names) != ALLOWED_NAMES or start is not None or end is not None:
         where.append(f"name IN ({', '.join(['%s'] * len(names))})")
         params += names
@@ -396,7 +396,7 @@ def _fill(out, run, names, start, end, max_points, x):
 
 def _extent(table, where, params, col, names, run, indexed=False):
     """(lowest, highest) x in ``where``. For steps, per metric with MIN and MAX subqueries that
-    each read one end of the (run, name, step) index; other axes aggregate over the run's points."""
+    each read one end of the (run, name, step, executor) index; other axes aggregate over the run's points."""
     if indexed:
         run_col = connection.ops.quote_name(MetricPoint._meta.get_field("run").column)
         parts = [
