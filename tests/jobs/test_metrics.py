@@ -262,7 +262,7 @@ def test_close_is_bounded_by_an_endpoint_that_accepts_and_never_answers(tmp_path
         poster = metrics.MetricsPoster(url, executor="0", pending_dir=str(tmp_path), close_seconds=0.5, timeout=0.5)
         t0 = time.monotonic()
         poster.add("loss", 1.0, 1, 1)  # adding never waits for the endpoint
-        assert time.monotonic() - t0 < 0.1
+        assert time.monotonic() - t0 < 0.5
         poster.close()
         assert time.monotonic() - t0 < 0.5 + 0.5 + 1 + 0.5
     assert [p["step"] for p in read_pending(tmp_path)[1]] == [1]

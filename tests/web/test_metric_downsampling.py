@@ -204,7 +204,8 @@ def test_series_uses_the_unique_points_index(run_a):
         add(run_a, "loss", "0", *noisy_loss(2000, 7))
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(
-            "EXPLAIN SELECT step, value FROM runs_metricpoint WHERE run_id = %s AND name = %s AND step BETWEEN 10 AND 20",
+            "EXPLAIN SELECT step, value FROM runs_metricpoint"
+            " WHERE run_id = %s AND name = %s AND step BETWEEN 10 AND 20",
             [run_a.pk, "loss"],
         )
         assert "metric_one_point" in " ".join(r[0] for r in cursor.fetchall())
