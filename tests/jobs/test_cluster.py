@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -91,6 +92,10 @@ def test_trains_on_the_cluster(cluster, tmp_path, digits, sink, mode):
         (b["executor"], p["value"]) for _, _, b in sink.requests for p in b["points"] if p["name"] == "steps_per_epoch"
     ]
     assert spe == [("0", result["steps_per_epoch"])]
+    # Every point once: per executor loss and accuracy every 5 of the 5 x S steps, both epoch_* each
+    # epoch; plus the chief's steps_per_epoch (the count a web-outage test must find stored).
+    keys = [(b["executor"], p["name"], p["step"]) for _, _, b in sink.requests for p in b["points"]]
+    assert len(keys) == len(set(keys)) == 2 * (2 * (5 * result["steps_per_epoch"] // 5) + 2 * 5) + 1
     assert [s for s, _ in tensorboard_scalars(tmp_path / "art")["epoch_loss"]] == [0, 1, 2, 3, 4]
     if work_dirs:
         stderr = "".join(Path(p).read_text() for d in work_dirs for p in glob.glob(f"{d}/{app_id}/*/stderr"))
@@ -117,3 +122,37 @@ def test_a_failing_map_function_fails_the_run_quickly(cluster, tmp_path, digits)
     assert proc.stdout.strip().splitlines()[-1].startswith("SPARKDECK_ERROR=ValueError: ")
     assert "needs 16" in stdout_value(proc.stdout, "SPARKDECK_ERROR")
     assert wall < 120
+
+
+def test_an_ingest_that_dies_mid_run_loses_no_point(cluster, tmp_path, digits):
+    """The web server stops listening after the first points and never returns: what it did not
+    store is in the run's metrics-pending files when the driver ends, each point exactly once."""
+    from tests.outage_server import OutageServer
+
+    stored, dying = [], threading.Event()
+
+    def respond(path, headers, body):
+        batch = json.loads(body)
+        stored.extend(f"{batch['executor']}/{p['name']}/{p['step']}" for p in batch["points"])
+        if len(stored) >= 20 and not dying.is_set():
+            dying.set()
+            threading.Thread(target=web.stop).start()  # dies while the executors keep training
+        return 200, b'{"stored": 1}'
+
+    web = OutageServer(respond).start()
+    spec = spec_dict(digits, tmp_path / "art", input_mode="tensorflow", hyperparameters={"epochs": 5},
+                     metrics={"url": web.url, "token": "tok", "every_steps": 5, "close_seconds": 2})  # fmt: skip
+    try:
+        proc, _ = submit(master=cluster[0], tmp_path=tmp_path, spec=spec)
+    finally:
+        if not dying.is_set():
+            web.stop()
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    result = json.loads((tmp_path / "art" / "result.json").read_text())
+    pending = sorted((tmp_path / "art" / "metrics-pending").iterdir())
+    assert {p.name.split("-")[0] for p in pending} == {"0", "1"}  # one file per executor
+    left = [
+        f"{p['executor']}/{p['name']}/{p['step']}" for f in pending for p in map(json.loads, f.read_text().splitlines())
+    ]
+    assert stored and left
+    assert len(stored + left) == len(set(stored + left)) == 2 * (2 * (5 * result["steps_per_epoch"] // 5) + 2 * 5) + 1

@@ -57,6 +57,7 @@ def test_defaults_for_optional_parts():
     raw["hyperparameters"] = {}
     spec = parse_spec(raw)
     assert spec.metrics.url is None and spec.bind_host is None and spec.seed == 42
+    assert spec.metrics.close_seconds == 20  # a spec without the key (an older web app) still bounds close()
     assert spec.hyperparameters.epochs == 3 and spec.hyperparameters.batch_size == 32
 
 
@@ -87,6 +88,8 @@ def test_input_mode_is_case_insensitive():
         (lambda s: s["hyperparameters"].update(dropout=1.0), "hyperparameters.dropout"),
         (lambda s: s["metrics"].update(url="ftp://x"), "metrics.url"),
         (lambda s: s["metrics"].update(every_steps=0), "metrics.every_steps"),
+        (lambda s: s["metrics"].update(close_seconds=-1), "metrics.close_seconds"),
+        (lambda s: s["metrics"].update(close_seconds="20"), "metrics.close_seconds"),
         (lambda s: s["timeouts"].update(feed=-1), "timeouts.feed"),
         (lambda s: s.update(hyperparameters=[]), "hyperparameters"),
     ],

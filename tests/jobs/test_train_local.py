@@ -81,3 +81,37 @@ def test_main_fun_trains_exports_and_reports(tmp_path, digits, sink, mode):
     scalars = tensorboard_scalars(tmp_path / "art")
     assert [step for step, _ in scalars["epoch_loss"]] == [0, 1]  # one per epoch, Keras's step numbering
     assert [round(v, 4) for _, v in scalars["epoch_accuracy"]] == [round(a, 4) for a in stats["history"]["accuracy"]]
+
+
+def test_main_fun_leaves_its_points_in_the_pending_dir_when_the_ingest_is_down(tmp_path, digits):
+    import socket
+
+    with socket.socket() as s:  # the web server is down for the whole run
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/ingest/runs/1/metrics"
+    spec = spec_dict(
+        digits,
+        tmp_path / "art",
+        input_mode="tensorflow",
+        hyperparameters={"epochs": 2, "batch_size": 32},
+        metrics={"url": url, "token": "tok", "every_steps": 10, "close_seconds": 1},
+        bind_host=None,
+    )
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": str(REPO)}
+    env.pop("SPARKDECK_BIND_HOST", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]  # training is not failed by metrics
+    assert os.path.isfile(tmp_path / "art" / "model" / "model.keras")
+    (pending,) = (tmp_path / "art" / "metrics-pending").iterdir()
+    points = [json.loads(line) for line in pending.read_text().splitlines()]
+    names = [p["name"] for p in points]
+    # 2 epochs x 45 steps, every 10: loss and accuracy at 10..90, and each epoch's end, and steps_per_epoch
+    assert len(points) == 2 * (90 // 10) + 2 * 2 + 1
+    assert names.count("loss") == names.count("accuracy") == 9 and names.count("epoch_loss") == 2
+    assert {p["executor"] for p in points} == {"0"}
+    assert len({(p["name"], p["step"]) for p in points}) == len(points)  # step unique per name and executor
+    assert "for the web app to store" in proc.stderr

@@ -149,7 +149,7 @@ def test_chart_json_by_wall_clock_counts_seconds_from_each_runs_first_point(clie
     add_points(b, "loss", 20, every=5)
     MetricPoint.objects.filter(run=b).update(wall_time=T0 + 10_000)
     # A point posted without a timestamp (stored at 0) has no place on the clock: left out.
-    MetricPoint.objects.create(run=a, name="loss", executor="0", step=1, epoch=1, value=99.0, wall_time=0)
+    MetricPoint.objects.create(run=a, name="loss", executor="0", step=4001, epoch=41, value=99.0, wall_time=0)
     data = client_a.get(url(a.pk, b.pk, name="run_compare_data", x="wall")).json()
     assert data["x"] == "wall" and "seconds" in data["x_label"]
     loss = {d["run"]: d["points"] for d in data["metrics"][0]["datasets"]}

@@ -190,16 +190,25 @@ def test_run_page_has_the_zoomable_chart(client_a, run_a):
     assert [p["step"] for p in live["points"]] == [2, 3]
 
 
-def test_series_uses_the_index(run_a):
+def test_series_uses_the_unique_points_index(run_a):
+    """One index both refuses a point stored twice and serves series()' step ranges per metric."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL plan")
     with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'runs_metricpoint'")
+        defs = dict(cursor.fetchall())
+        assert "UNIQUE" in defs["metric_one_point"] and "(run_id, name, step, executor)" in defs["metric_one_point"]
+        assert "metric_run_name_step" not in defs  # its work is done by the unique index now
+        add(run_a, "loss", "0", *noisy_loss(2000, 7))
+        cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'metric_run_name_step'",
+            "EXPLAIN SELECT step, value FROM runs_metricpoint"
+            " WHERE run_id = %s AND name = %s AND step BETWEEN 10 AND 20",
+            [run_a.pk, "loss"],
         )
-        assert "(run_id, name, step)" in cursor.fetchone()[0]
+        assert "metric_one_point" in " ".join(r[0] for r in cursor.fetchall())
 
 
 def test_a_finished_runs_chart_is_computed_once_and_stored(run_a, django_assert_max_num_queries):

@@ -408,7 +408,7 @@ def eta(run: Run) -> dict:
     """The run's progress and ETA (see estimate) from its newest metric points, plus the samples it
     used (``window``: [[step, wall_time], …] of ``executor``) so the page continues from them."""
     epochs = _int((run.hyperparameters or {}).get("epochs")) or run.epochs
-    # The newest points of each name from one end of the (run, name, step) index: a single query over
+    # The newest points of each name from one end of the (run, name, step, executor) index: a single query over
     # all names ordered by id made PostgreSQL read every point of the run (250 ms at 1,000,000).
     recent = []
     for name in STEP_NAMES:

@@ -3,8 +3,11 @@
 import hashlib
 import hmac
 import json
+import logging
 import math
 import os
+import re
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,11 +15,17 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Max
 
+from workers.jobs.metrics import PENDING_DIR
+
 from .models import MetricPoint, Run
 from .summary import metrics_arrived
 
+log = logging.getLogger(__name__)
+
 MAX_POINTS_PER_POST = 5000
 ALLOWED_NAMES = {"loss", "accuracy", "epoch_loss", "epoch_accuracy", "val_loss", "val_accuracy", "steps_per_epoch"}
+MAX_COUNT = 2**31 - 1  # step and epoch are IntegerFields
+EXECUTOR = re.compile(r"[A-Za-z0-9_.:-]{0,32}")  # MetricPoint.executor is 32 characters
 
 
 class IngestError(ValueError):
@@ -25,39 +34,129 @@ class IngestError(ValueError):
 
 def token_ok(run: Run, header: str) -> bool:
     scheme, _, token = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and bool(token) and hmac.compare_digest(token, run.ingest_token)
+    if scheme.lower() != "bearer" or not token or not token.isascii():
+        return False  # compare_digest refuses non-ASCII text; such a header cannot be the token anyway
+    return hmac.compare_digest(token, run.ingest_token)
 
 
 def ingest(run: Run, payload) -> int:
-    """Validate a batch completely before storing any of it."""
+    """Validate a batch completely before storing any of it; returns the number of points
+    accepted. A point already stored (same run, name, step and executor: a batch sent again
+    because its answer was lost) is kept as it was, not stored twice."""
     if run.is_terminal:
         raise IngestError(f"run {run.pk} is {run.status}; it takes no more metrics")
     if not isinstance(payload, dict) or not isinstance(payload.get("points"), list):
         raise IngestError('expected {"executor": "...", "points": [...]}')
-    executor = str(payload.get("executor", ""))[:32]
+    executor = _executor(payload.get("executor", ""))
     points = payload["points"]
     if len(points) > MAX_POINTS_PER_POST:
         raise IngestError(f"at most {MAX_POINTS_PER_POST} points per request")
-    rows = []
-    for i, p in enumerate(points):
-        try:
-            name = str(p["name"])
-            value = float(p["value"])
-            step = int(p["step"])
-            epoch = None if p.get("epoch") is None else int(p["epoch"])
-            ts = float(p.get("ts", 0))
-        except (KeyError, TypeError, ValueError):
-            raise IngestError(f"point {i}: needs name, numeric value and integer step") from None
-        if name not in ALLOWED_NAMES:
-            raise IngestError(f"point {i}: unknown metric {name!r}")
-        if not math.isfinite(value):
-            continue  # a diverging loss is reported as nan/inf; the chart cannot plot it
-        rows.append(
-            MetricPoint(run=run, name=name, executor=executor, step=step, epoch=epoch, value=value, wall_time=ts)
-        )
-    MetricPoint.objects.bulk_create(rows)
+    rows = [row for i, p in enumerate(points) if (row := _row(run, executor, p, i)) is not None]
+    _store(rows)
     metrics_arrived(run, {r.name for r in rows})  # best/final metric columns of the run table
     return len(rows)
+
+
+def ingest_pending(run: Run) -> int:
+    """Store the points executors left in ``<run dir>/metrics-pending/`` because the ingest was
+    unreachable when they finished (format in docs/architecture.md), whatever the run's status:
+    the reconciler calls this just before a run's terminal move and once more after it.
+
+    Each file is stored in one transaction and then removed; stored again (a crash before the
+    removal, two callers at once), no point is stored twice. Lines that are not a valid point (a
+    truncated last line) are skipped. Returns the number of points read from the files."""
+    folder = run.run_dir / PENDING_DIR
+    try:  # dot files are still being written (they are renamed when whole)
+        files = sorted(p for p in folder.iterdir() if p.suffix == ".jsonl" and not p.name.startswith("."))
+    except OSError:
+        return 0
+    total, names = 0, set()
+    for path in files:
+        try:
+            count = _ingest_file(run, path, names)
+        except FileNotFoundError:
+            continue  # another caller stored and removed it
+        except OSError as exc:
+            log.warning("run %s: cannot read %s (%s); left for the next try", run.pk, path, exc)
+            continue
+        path.unlink(missing_ok=True)
+        total += count
+    if names:
+        metrics_arrived(run, names)
+        if run.is_terminal:
+            refresh_series(run)
+    return total
+
+
+def _ingest_file(run: Run, path: Path, names: set) -> int:
+    count = skipped = 0
+    rows: list[MetricPoint] = []
+    with path.open("rb") as f, transaction.atomic():
+        for i, line in enumerate(f):
+            try:
+                p = json.loads(line)
+                row = _row(run, _executor(p.get("executor", "") if isinstance(p, dict) else None), p, i)
+            except (ValueError, RecursionError):  # IngestError and JSONDecodeError are ValueErrors
+                skipped += 1
+                continue
+            count += 1
+            if row is not None:
+                rows.append(row)
+                names.add(row.name)
+            if len(rows) >= MAX_POINTS_PER_POST:
+                _store(rows)
+                rows = []
+        _store(rows)
+    if skipped:
+        log.warning("run %s: %s: skipped %d line(s) that are not a metric point", run.pk, path.name, skipped)
+    return count
+
+
+def _store(rows: list[MetricPoint]) -> None:
+    MetricPoint.objects.bulk_create(rows, ignore_conflicts=True)  # on the metric_one_point constraint
+
+
+def _executor(value) -> str:
+    if not isinstance(value, str) or not EXECUTOR.fullmatch(value):
+        raise IngestError("executor must be a string of at most 32 letters, digits or _.:-")
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _count(p: dict, key: str, i: int, required: bool):
+    value = p.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
+        raise IngestError(f"point {i}: {key} must be an integer from 0 to {MAX_COUNT}")
+    return value
+
+
+def _row(run: Run, executor: str, p, i: int) -> MetricPoint | None:
+    """One validated point, or None for a non-finite value (a diverging loss: the chart cannot
+    plot it). Raises IngestError."""
+    if not isinstance(p, dict):
+        raise IngestError(f"point {i}: must be an object with name, value and step")
+    name = p.get("name")
+    if not isinstance(name, str) or name not in ALLOWED_NAMES:
+        shown = name[:64] if isinstance(name, str) else type(name).__name__
+        raise IngestError(f"point {i}: unknown metric {shown!r}")
+    value, ts = p.get("value"), p.get("ts", 0)
+    if not _is_number(value):
+        raise IngestError(f"point {i}: value must be a number")
+    step, epoch = _count(p, "step", i, required=True), _count(p, "epoch", i, required=False)
+    try:
+        value, ts = float(value), float(ts) if _is_number(ts) else math.nan
+    except OverflowError:  # an integer beyond any float
+        raise IngestError(f"point {i}: value and ts must fit a float") from None
+    if not math.isfinite(ts):
+        raise IngestError(f"point {i}: ts must be a finite number of seconds")
+    if not math.isfinite(value):
+        return None
+    return MetricPoint(run=run, name=name, executor=executor, step=step, epoch=epoch, value=value, wall_time=ts)
 
 
 def points_since(run: Run, since_id: int, limit: int = 5000) -> list[dict]:
@@ -77,6 +176,7 @@ MAX_MAX_POINTS = 5000
 SERIES_CACHE_SECONDS = 3600
 SERIES_DIR = "series"  # <run dir>/series/: a finished run's whole-range series, computed once
 SERIES_FORMAT = 1
+GENERATION_FILE = "generation"  # in SERIES_DIR: changed by refresh_series when late points arrive
 
 
 class SeriesError(ValueError):
@@ -98,7 +198,8 @@ def series(run: Run, names=None, start=None, end=None, max_points: int = DEFAULT
 
     Computed once per state: an active run's answer is cached (Django's cache) under its newest
     point id; a finished run takes no more points, so its whole-range answers are also stored in
-    ``<run dir>/series/`` and every later view reads that file (see :func:`warm_series`).
+    ``<run dir>/series/`` and every later view reads that file (see :func:`warm_series`; the
+    points :func:`ingest_pending` stores late replace them, :func:`refresh_series`).
 
     Returns::
 
@@ -115,8 +216,8 @@ def series(run: Run, names=None, start=None, end=None, max_points: int = DEFAULT
     wanted = sorted(ALLOWED_NAMES if names is None else {str(n) for n in names} & ALLOWED_NAMES)
     start, end = _bound(start, x, math.floor), _bound(end, x, math.ceil)
     args = (wanted, start, end, max_points, x)
-    if run.is_terminal:  # no more points will come: the run's state is fixed
-        state = ("final", run.status, str(run.finished_at))
+    if run.is_terminal:  # no more points will come (but late ones from ingest_pending): the state is fixed
+        state = ("final", run.status, str(run.finished_at), _generation(run))
         stored = _stored_path(run, args) if start is None and end is None else None
     else:
         state, stored = ("live", _last_id(run)), None
@@ -145,9 +246,33 @@ def warm_series(run: Run, axes=("step", "epoch")) -> None:
             series(run, x=x)
 
 
+def refresh_series(run: Run) -> None:
+    """A finished run got points after its chart data was stored: drop the stored files, make
+    every process's cached answers stale (a new generation is part of their key), store anew."""
+    folder = run.run_dir / SERIES_DIR
+    try:
+        for path in folder.glob("v*.json"):
+            path.unlink(missing_ok=True)
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".{GENERATION_FILE}.{os.getpid()}"
+        tmp.write_text(uuid.uuid4().hex, encoding="utf-8")
+        os.replace(tmp, folder / GENERATION_FILE)
+    except OSError:
+        log.warning("run %s: cannot refresh the stored chart data in %s", run.pk, folder)
+        return
+    warm_series(run)
+
+
+def _generation(run: Run) -> str:
+    try:
+        return (run.run_dir / SERIES_DIR / GENERATION_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
 def epochs_done(run: Run) -> int:
     """Epochs finished so far (the progress bar): the newest epoch-end point, read from one end of
-    the (run, name, step) index per name; never a scan of the run's points."""
+    the (run, name, step, executor) index per name; never a scan of the run's points."""
     done = 0
     for name in ("epoch_loss", "epoch_accuracy"):
         epoch = (
@@ -210,7 +335,7 @@ def _fill(out, run, names, start, end, max_points, x):
     col = _COLUMNS[x]
     where, params = [f"{run_col} = %s"], [run.pk]
     # Ingest stores no other names, so all of them need no filter over the whole range; a zoomed
-    # range keeps it: per name, the (run, name, step) index then reads just that step range.
+    # range keeps it: per name, the (run, name, step, executor) index then reads just that step range.
     if set(names) != ALLOWED_NAMES or start is not None or end is not None:
         where.append(f"name IN ({', '.join(['%s'] * len(names))})")
         params += names
@@ -271,7 +396,7 @@ def _fill(out, run, names, start, end, max_points, x):
 
 def _extent(table, where, params, col, names, run, indexed=False):
     """(lowest, highest) x in ``where``. For steps, per metric with MIN and MAX subqueries that
-    each read one end of the (run, name, step) index; other axes aggregate over the run's points."""
+    each read one end of the (run, name, step, executor) index; other axes aggregate over the run's points."""
     if indexed:
         run_col = connection.ops.quote_name(MetricPoint._meta.get_field("run").column)
         parts = [

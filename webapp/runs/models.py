@@ -261,11 +261,13 @@ class MetricPoint(models.Model):
     wall_time = models.FloatField()
 
     class Meta:
-        indexes = [
-            models.Index(fields=["run", "id"], name="metric_run_id"),
-            # metrics.series(): a step range of one metric, and each metric's first/last step.
-            models.Index(fields=["run", "name", "step"], name="metric_run_name_step"),
+        constraints = [
+            # One point per (run, metric, step, executor): a batch sent again (its answer was lost)
+            # is not stored twice. Step before executor, so this index also serves metrics.series():
+            # a step range of one metric, and each metric's first/last step.
+            models.UniqueConstraint(fields=["run", "name", "step", "executor"], name="metric_one_point"),
         ]
+        indexes = [models.Index(fields=["run", "id"], name="metric_run_id")]
 
     def __str__(self):
         return f"{self.name}@{self.step} executor {self.executor}"

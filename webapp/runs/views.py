@@ -1,6 +1,8 @@
 import json
 
+from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import RequestDataTooBig
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -264,9 +266,18 @@ def ingest_metrics(request, pk):
     if run is None or not metrics.token_ok(run, request.headers.get("authorization", "")):
         return JsonResponse({"error": "unknown run or bad token"}, status=403)
     try:
-        payload = json.loads(request.body)
+        body = request.body
+    except RequestDataTooBig:
+        return JsonResponse({"error": f"body over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"}, status=413)
+    try:
+        payload = json.loads(body)
+    except RecursionError:  # the C decoder stops at the interpreter's depth limit: bounded work
+        return JsonResponse({"error": "JSON nested too deeply"}, status=400)
+    except ValueError as exc:
+        return JsonResponse({"error": f"body is not JSON: {exc}"}, status=400)
+    try:
         stored = metrics.ingest(run, payload)
-    except (ValueError, metrics.IngestError) as exc:
+    except metrics.IngestError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse({"stored": stored})
 

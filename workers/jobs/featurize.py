@@ -225,7 +225,13 @@ def logreg_head(sc, spec, train_path, test_path) -> dict:
     fit_seconds = time.time() - t0
     summary = model.summary
     history = [float(v) for v in summary.objectiveHistory]
-    poster = metrics.MetricsPoster(spec.metrics.url, spec.metrics.token, "driver")
+    poster = metrics.MetricsPoster(
+        spec.metrics.url,
+        spec.metrics.token,
+        "driver",
+        pending_dir=metrics.pending_dir(spec.artifact_dir),
+        close_seconds=spec.metrics.close_seconds,
+    )
     for i, v in enumerate(history, start=1):
         poster.add("loss", v, i, 1)
     poster.add("epoch_loss", history[-1] if history else float("nan"), len(history), 1)

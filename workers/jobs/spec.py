@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from workers.jobs.metrics import CLOSE_SECONDS
+
 INPUT_MODES = ("tensorflow", "spark")
 
 
@@ -47,6 +49,7 @@ class MetricsSpec:
     url: str | None = None  # None: metrics are not posted (plain runs, tests)
     token: str = ""
     every_steps: int = 5
+    close_seconds: int = CLOSE_SECONDS  # how long an executor retries its last points before leaving them in a file
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ def parse_spec(raw: Any) -> RunSpec:
             url=metrics.get("url") or None,
             token=str(metrics.get("token") or ""),
             every_steps=_int(metrics, "every_steps", "metrics.every_steps", 5, lo=1),
+            close_seconds=_int(metrics, "close_seconds", "metrics.close_seconds", CLOSE_SECONDS, lo=0),
         ),
         timeouts=Timeouts(
             reservation=_int(timeouts, "reservation", "timeouts.reservation", 120, lo=1),

@@ -187,7 +187,13 @@ def main_fun(args, ctx):
     # Epoch-end logs are read from the synchronized metrics either way.
     model.distribute_reduction_method = "first"
 
-    poster = metrics.MetricsPoster(spec.metrics.url, spec.metrics.token, str(ctx.executor_id))
+    poster = metrics.MetricsPoster(
+        spec.metrics.url,
+        spec.metrics.token,
+        str(ctx.executor_id),
+        pending_dir=metrics.pending_dir(spec.artifact_dir),
+        close_seconds=spec.metrics.close_seconds,
+    )
     timer = step_timer(tf_keras, ctx.executor_id, hp.epochs)
     callbacks = [metrics.make_callback(poster, spec.metrics.every_steps), timer]
     if is_chief:
