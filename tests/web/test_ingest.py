@@ -410,7 +410,7 @@ def test_the_migration_keeps_the_first_copy_of_each_point(alice, cluster, digits
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    before, after = [("runs", "0005_run_diagnosis")], [("runs", "0006_metricpoint_unique_point")]
+    before, after = [("runs", "0006_run_driver_supervision")], [("runs", "0007_metricpoint_unique_point")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     old = executor.loader.project_state(before).apps

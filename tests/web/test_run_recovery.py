@@ -185,3 +185,40 @@ def test_an_ended_runs_driver_is_stopped_on_its_host_and_swept_until_then(queued
     assert not group_pids(launcher)
     assert Run.objects.get(pk=run.pk).driver_seen["state"] == drivers.STOPPED
     assert drivers.sweep_unstopped(now=time.time() + 3600) == 0
+
+
+@pytest.mark.django_db
+def test_points_left_pending_are_stored_before_the_run_is_marked_done(queued, monkeypatch):
+    import json
+
+    from webapp.runs.models import MetricPoint
+
+    queued.transition(Status.SUBMITTED, submit_attempts=1)
+    queued.transition(Status.RUNNING)
+    run_dir = queued.run_dir
+    (run_dir / "metrics-pending").mkdir(parents=True)
+    points = [{"name": "epoch_loss", "value": 0.5, "step": 10, "epoch": 1, "ts": 1.0, "executor": "0"},
+              {"name": "epoch_loss", "value": 0.25, "step": 20, "epoch": 2, "ts": 2.0, "executor": "0"}]  # fmt: skip
+    (run_dir / "metrics-pending" / "0-1-ab.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
+    (run_dir / "result.json").write_text(json.dumps({"test_accuracy": 0.9, "test_rows": 10}))
+    Run.objects.filter(pk=queued.pk).update(backend_handle={"run_dir": str(run_dir), "host": "elsewhere"})
+    seen = {}
+
+    class Ended(LaunchingBackend):
+        def status(self, handle, driver=None):
+            return BackendStatus("SUCCEEDED")
+
+    real_move = lifecycle._move
+
+    def move(run, state):
+        seen["points_at_move"] = MetricPoint.objects.filter(run=run).count()
+        real_move(run, state)
+
+    monkeypatch.setattr(lifecycle, "backend_for", lambda cluster: Ended())
+    monkeypatch.setattr(lifecycle, "_move", move)
+    monkeypatch.setattr(drivers, "_ask", lambda *a: None)
+    lifecycle.reconcile(Run.objects.get(pk=queued.pk))
+    run = Run.objects.get(pk=queued.pk)
+    assert run.status == Status.SUCCEEDED and seen["points_at_move"] == 2
+    assert run.final_loss == 0.25  # the run table's summary, made at the move, saw them
+    assert not list((run_dir / "metrics-pending").iterdir())

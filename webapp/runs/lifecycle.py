@@ -20,7 +20,7 @@ from workers import faults, supervision
 from workers.backends.base import BackendError
 from workers.jobs.package import build_jobs_zip
 
-from . import bases, drivers, watchdog
+from . import bases, drivers, metrics, watchdog
 from .models import Run
 from .states import StaleStatus, Status
 
@@ -57,6 +57,9 @@ def build_spec(run: Run) -> dict:
             "url": f"{settings.PUBLIC_URL}/ingest/runs/{run.pk}/metrics",
             "token": run.ingest_token,
             "every_steps": 5,
+            # An executor whose ingest is down at the end retries this long, then leaves its points in
+            # <artifact_dir>/metrics-pending/ for the reconciler (metrics.ingest_pending).
+            "close_seconds": 20,
         },
         "timeouts": {
             "reservation": cluster.reservation_timeout_s,
@@ -266,14 +269,27 @@ def reconcile(run: Run) -> None:
     if state.host_silent_since and time.time() - state.host_silent_since > settings.DRIVER_HOST_GRACE_SECONDS:
         _fail_silent_host(run, driver, state)
         return
+    if state.is_final:
+        # Points an executor could not post (the web was down as the run ended) are stored before the
+        # run is marked done; once more after, for files that appeared meanwhile.
+        _ingest_pending(run)
     if state.state != run.status:
         _move(run, state)
+        if run.is_terminal:
+            _ingest_pending(run)
         if run.is_terminal and driver.state == supervision.EXITED:
             drivers.record(run.pk, driver, state=drivers.STOPPED)
     try:
         watchdog.check(run, backend=backend, state=state)  # after the move: it knows if Spark failed the run
     except Exception:  # noqa: BLE001 - a watchdog problem must never break reconciling
         log.exception("watchdog of run %s failed", run.pk)
+
+
+def _ingest_pending(run: Run) -> None:
+    try:
+        metrics.ingest_pending(run)
+    except Exception:  # noqa: BLE001 - kept on disk for the next try; never blocks the move
+        log.exception("storing the pending metrics of run %s failed", run.pk)
 
 
 def _fail_silent_host(run: Run, driver, state) -> None:

@@ -17,7 +17,7 @@ def drop_duplicates(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0005_run_diagnosis"),
+        ("runs", "0006_run_driver_supervision"),
     ]
 
     operations = [
