@@ -17,6 +17,12 @@ Wording matched (copied from the sources' log statements):
 - Spark StandaloneSchedulerBackend: "Executor app-.../0 removed: Command exited with code 137"
 - Spark Executor:             "ERROR Executor: Exception in task 0.0 in stage 0.0 (TID 0)" then
                                "org.apache.spark.api.python.PythonException: ... Traceback (most recent call last):"
+- Spark PythonRunner:         "org.apache.spark.SparkException: Python worker exited unexpectedly (crashed)"
+- TFoS TFSparkNode.py:        "TFSparkNode.reserve: {'executor_id': 0, 'host': ..., 'job_name': 'chief', ...}"
+- TensorFlow (a peer gone):   "UnavailableError: ... Collective ops is aborted by: failed to connect to all
+                               addresses; ... ipv4:127.0.0.1:43133: Failed to connect to remote host: Connection
+                               refused", "The following tasks are unhealthy (stopped sending heartbeats):"
+Real logs of these: tests/workers/recordings/.
 """
 
 from __future__ import annotations
