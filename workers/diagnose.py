@@ -17,6 +17,12 @@ Wording matched (copied from the sources' log statements):
 - Spark StandaloneSchedulerBackend: "Executor app-.../0 removed: Command exited with code 137"
 - Spark Executor:             "ERROR Executor: Exception in task 0.0 in stage 0.0 (TID 0)" then
                                "org.apache.spark.api.python.PythonException: ... Traceback (most recent call last):"
+- Spark PythonRunner:         "org.apache.spark.SparkException: Python worker exited unexpectedly (crashed)"
+- TFoS TFSparkNode.py:        "TFSparkNode.reserve: {'executor_id': 0, 'host': ..., 'job_name': 'chief', ...}"
+- TensorFlow (a peer gone):   "UnavailableError: ... Collective ops is aborted by: failed to connect to all
+                               addresses; ... ipv4:127.0.0.1:43133: Failed to connect to remote host: Connection
+                               refused", "The following tasks are unhealthy (stopped sending heartbeats):"
+Real logs of these: tests/workers/recordings/.
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ class Observation:
 
 @dataclass
 class Diagnosis:
-    code: str  # reservations | no_resources | feed_timeout | exception | executor_lost | driver_gone
+    code: str  # reservations | no_resources | feed_timeout | exception | executor_lost | worker_died | driver_gone
     title: str  # one line, plain words
     cause: str  # what happened, plain words
     evidence: list[str]  # the few log lines that prove it
@@ -223,6 +229,231 @@ def executor_lost(obs: Observation, limits: Limits) -> Diagnosis | None:
     )
 
 
+# --- a TF node's Python worker died -------------------------------------------------------------
+
+# Spark saw the worker's pipe close ("Lost task 1.0 in stage 0.0 (TID 1) (127.0.0.1 executor 1):
+# org.apache.spark.SparkException: Python worker exited unexpectedly (crashed). Consider setting ...").
+_CRASHED = "org.apache.spark.SparkException: Python worker exited unexpectedly"
+_LOST_TASK = re.compile(r"Lost task [\d.]+ in stage [\d.]+ \(TID \d+\) \((\S+) executor (\S+)\): ")
+# TFoS's node table: "{'executor_id': 0, 'host': '127.0.0.1', 'job_name': 'chief', 'task_index': 0, 'port': 43133,
+# ...}", logged by the driver once all nodes reserved, and by each node for itself ("TFSparkNode.reserve: {...}").
+_NODE_KEYS = {
+    k: re.compile(rf"'{k}': '?([^,']*)'?[,}}]") for k in ("executor_id", "host", "job_name", "task_index", "port")
+}
+_NODE_RESERVED = "TFSparkNode.reserve: {"
+# Which Spark executor ran TFoS's node task N: the node tasks are the partitions of TFoS's node RDD, one per node.
+_NODE_TASK = re.compile(
+    r"Starting task (\d+)\.\d+ in stage [\d.]+ \(TID \d+\) \([^,]+, ?executor (\S+?), partition (\d+)"
+)
+# The peer a TF node could not reach: gRPC's address, or the TF task it called.
+_PEER_ADDR = re.compile(r"ipv[46]:\[?([^\s\]]+?)\]?:(\d+)\b")
+_REMOTE_TARGET = re.compile(r"remote target /job:(\w+)/replica:\d+/task:(\d+)")
+# TF's coordination service, when a peer went silent: "... The following tasks are unhealthy (stopped sending
+# heartbeats):\n/job:worker/replica:0/task:0\nThe tasks have crashed. ..."
+_UNHEALTHY = re.compile(r"stopped sending heartbeats\):\s*/job:(\w+)/replica:\d+/task:(\d+)")
+_ALIVE = ("[sparkdeck]", "SPARKDECK_STEP")  # what a training TF node prints while it lives
+
+
+@dataclass
+class TFNode:
+    node: int  # TFoS's executor_id: the node's index, not Spark's executor id
+    host: str
+    job: str
+    task: int
+    port: int
+    executor: str | None = None  # the Spark executor that ran it, if the logs say
+
+    @property
+    def name(self) -> str:
+        return f"{self.job}:{self.task}"
+
+
+def _node(line: str) -> TFNode | None:
+    found = {k: rx.search(line) for k, rx in _NODE_KEYS.items()}
+    if not all(found.values()) or not found["executor_id"].group(1).isdigit():
+        return None
+    try:
+        return TFNode(
+            node=int(found["executor_id"].group(1)),
+            host=found["host"].group(1),
+            job=found["job_name"].group(1),
+            task=int(found["task_index"].group(1)),
+            port=int(found["port"].group(1)),
+        )
+    except ValueError:
+        return None
+
+
+def tf_nodes(driver_log: str, executor_logs: dict[str, str]) -> dict[int, TFNode]:
+    """TFoS's nodes by index, each with the Spark executor that ran it: from each executor's own
+    reservation line, else from the driver's node table and the executors its node tasks started on."""
+    nodes: dict[int, TFNode] = {}
+    started: dict[int, str] = {}
+    for line in _lines(driver_log):
+        m = _NODE_TASK.search(line)
+        if m and m.group(1) == m.group(3) and not nodes:  # node tasks start before the table is logged
+            started[int(m.group(3))] = m.group(2)
+            continue
+        node = _node(line) if "'executor_id': " in line and _NODE_RESERVED not in line else None
+        if node is not None:
+            node.executor = started.get(node.node)
+            nodes.setdefault(node.node, node)
+    for ex_id, text in executor_logs.items():
+        for line in _lines(text):
+            if _NODE_RESERVED in line:
+                node = _node(line)
+                if node is not None:
+                    node.executor = ex_id
+                    nodes[node.node] = node
+                break
+    return nodes
+
+
+def _peer(lines: list[str], j: int, nodes: dict[int, TFNode]) -> tuple[TFNode | None, str, str]:
+    """The TF node the exception at j could not reach, how the error names it, and the line that does."""
+    text = "\n".join(_after(lines, j))
+    for m in _PEER_ADDR.finditer(text):
+        host, port = m.group(1), int(m.group(2))
+        same = [n for n in nodes.values() if n.port == port]
+        match = [n for n in same if n.host == host] or (same if len(same) == 1 else [])
+        if match:
+            return match[0], f"{host}:{port}", _line_of(text, m.start())
+    for rx, how in ((_UNHEALTHY, "{} stopped sending heartbeats"), (_REMOTE_TARGET, "{}")):
+        for m in rx.finditer(text):
+            match = [n for n in nodes.values() if n.job == m.group(1) and n.task == int(m.group(2))]
+            if match:
+                return match[0], how.format(f"/job:{m.group(1)}/task:{m.group(2)}"), _line_of(text, m.start())
+    m = _PEER_ADDR.search(text)
+    return (None, f"{m.group(1)}:{m.group(2)}", _line_of(text, m.start())) if m else (None, "", "")
+
+
+def _line_of(text: str, at: int) -> str:
+    return text[text.rfind("\n", 0, at) + 1 :].split("\n", 1)[0].strip()
+
+
+def _failed_by_itself(executor: str, obs: Observation) -> bool:
+    """Whether the executor's task failed of an error of its own (a root cause, not a peer's death)."""
+    lines = _lines(obs.executor_logs.get(executor, ""))
+    if any("Exception in task" in ln for ln in lines):
+        if any(not gone for *_x, gone in _exceptions(lines)):
+            return True
+    driver = _lines(obs.driver_log)
+    for i, _j, _exc, _frames, gone in _exceptions(driver):
+        m = _LOST_TASK.search(driver[i])
+        if m and m.group(2) == executor and not gone:
+            return True
+    return False
+
+
+def _crashed(obs: Observation) -> tuple[str, list[str]] | None:
+    """(executor, evidence) of the first Python worker Spark saw exit unexpectedly."""
+    for line in _lines(obs.driver_log):
+        at = line.find(_CRASHED)
+        if at >= 0:
+            # the "Lost task" just before the message: Spark nests one task's failure in another's
+            lost = list(_LOST_TASK.finditer(line[:at]))
+            if lost:
+                return lost[-1].group(2), [line]
+    for ex_id, text in sorted(obs.executor_logs.items()):
+        lines = _lines(text)
+        for k, line in enumerate(lines):
+            if line.startswith(_CRASHED):
+                task = next((ln for ln in reversed(lines[max(0, k - 3) : k]) if "Exception in task" in ln), None)
+                return ex_id, [f"executor {ex_id}: {x.strip()}" for x in (task, line) if x]
+    return None
+
+
+def _last_alive(executor: str | None, obs: Observation) -> list[str]:
+    lines = [ln for ln in _lines(obs.executor_logs.get(executor or "", "")) if any(a in ln for a in _ALIVE)]
+    return [f"executor {executor}: {lines[-1].strip()} (its last training line)"] if lines else []
+
+
+def _task_line(lines: list[str], i: int) -> tuple[str | None, str]:
+    """(executor, line) of the task failure a traceback starting at i belongs to: the driver's
+    "Lost task ... (host executor N): " (cut there), or an executor's "Exception in task" (TFoS prints the
+    traceback once itself before Spark logs the task's failure)."""
+    m = _LOST_TASK.search(lines[i])
+    if m:
+        return m.group(2), lines[i][: m.end()].rstrip(": ")
+    return None, next((ln for ln in lines if "Exception in task" in ln), "")
+
+
+def _peer_failure(obs: Observation, nodes: dict[int, TFNode]):
+    """(who failed, the node it could not reach or None, the address, evidence lines) of the first task
+    that failed because a peer TF node was gone; executors' own logs first, then the driver's relay."""
+    sources = [(ex_id, _lines(text)) for ex_id, text in sorted(obs.executor_logs.items())]
+    sources.append((None, _lines(obs.driver_log)))
+    fallback = None
+    for ex_id, lines in sources:
+        if not any(any(m in ln for m in _TASK_FAILED) for ln in lines):
+            continue  # only failures: a cancelled executor's log quotes the error it was cancelled for
+        for i, j, exc, _frames, gone in _exceptions(lines):
+            if not gone:
+                continue
+            peer, where, said = _peer(lines, j, nodes)
+            if not where:
+                continue
+            relayed, task = _task_line(lines, i)
+            who = f"executor {ex_id if ex_id is not None else relayed or '?'}"
+            prefix = f"{who}: " if ex_id is not None else ""
+            found = (who, peer, where, exc, [prefix + x.strip() for x in (task, exc, said) if x and x.strip()])
+            if peer is not None:
+                return found
+            fallback = fallback or found
+    return fallback
+
+
+def worker_died(obs: Observation, limits: Limits) -> Diagnosis | None:
+    """A TF node's Python process died while its executor's JVM lived (killed by a signal, or crashed):
+    from Spark's "Python worker exited unexpectedly", or from the peers' errors that name its address."""
+    nodes = tf_nodes(obs.driver_log, obs.executor_logs)
+    crashed = _crashed(obs)
+    if crashed is not None:
+        executor, evidence = crashed
+        node = next((n for n in nodes.values() if n.executor == executor), None)
+        seen = "Spark saw its Python worker exit unexpectedly (the pipe to it closed)"
+        consequence = ""
+    else:
+        failure = _peer_failure(obs, nodes)
+        if failure is None:
+            return None
+        who, node, where, exc, evidence = failure
+        executor = node.executor if node is not None else None
+        if executor is not None and _failed_by_itself(executor, obs):
+            return None  # it raised an error of its own: the exception rule names it
+        if executor is None and any(not gone for *_x, gone in _exceptions(_lines(obs.driver_log))):
+            return None  # a root cause elsewhere: the exception rule names it
+        if node is not None:
+            evidence.append(f"TF node {node.name} ({node.host}:{node.port}) ran on executor {executor or '?'}")
+        seen = "its TF node stopped answering, and nothing in its log says why (no error of its own)"
+        consequence = (
+            f" {who[0].upper()}{who[1:]} then failed because it could not reach it ({where}): "
+            f"{_exc_name(exc).rsplit('.', 1)[-1]}, a consequence, not the cause."
+        )
+    evidence = [*evidence, *_last_alive(executor, obs)]
+    whose = f"Executor {executor}'s" if executor is not None else "A TF node's"
+    what = f"TF node {node.name}" if node is not None else "training"
+    where_ = f"executor {executor}" if executor is not None else "one executor"
+    return Diagnosis(
+        code="worker_died",
+        title=f"{whose} Python worker died: it was killed or crashed",
+        cause=(
+            f"The Python process running {what} on {where_} ended during training: {seen}. A process killed by "
+            "a signal (SIGKILL: the out-of-memory killer, or someone killed it) or one that crashed leaves no "
+            "error behind, and Spark's logs do not say who killed it." + consequence
+        ),
+        evidence=_evidence(evidence),
+        advice=(
+            "Nothing in the run's settings or model caused this: resubmit the run, it may well succeed. If it "
+            "happens again, look at the host of that executor: `dmesg` (or `journalctl -k`) lists the "
+            "out-of-memory killer's kills; if memory was the cause, give executors more memory or run fewer of "
+            "them per host."
+        ),
+        fatal=True,
+        first_seen=obs.now,
+    )
+
+
 # --- feed timeout -------------------------------------------------------------------------------
 
 # The raised exception ("Exception: Timeout while feeding partition"), not the source line quoted above it.
@@ -264,15 +495,34 @@ def feed_timeout(obs: Observation, limits: Limits) -> Diagnosis | None:
     )
 
 
-# --- Python exception ---------------------------------------------------------------------------
+# --- Python exceptions (one parser, also for the driver's failure reason) ------------------------
 
 _TRACEBACK = "Traceback (most recent call last):"
-_EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
-_EXC_NAME = re.compile(r"(?:^|\.)(?:[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Failed|Iteration)|Exception)$")
+# An exception line: "ValueError: x", "tensorflow...UnavailableError: Graph execution error:", and py4j's
+# "py4j.protocol.Py4JJavaError" with a JVM log line glued to it ("...Py4JJavaError26/01/01 04:15:05 INFO ...").
+_EXC_LINE = re.compile(
+    r"^((?:[A-Za-z_]\w*\.)*(?:[A-Z]\w*?(?:Error|Exception|Exit|Interrupt|Failed|Iteration)|Exception))"
+    r"(?![A-Za-z_])(?:$|:\s?(.*)$|(?=\d))"
+)
 # Exceptions that only wrap the real one (py4j's Java call, the driver's own re-raise).
 _WRAPPERS = ("py4j.", "Py4J", "RunFailed", "SystemExit", "KeyboardInterrupt", "org.", "java.")
 # Lines that say a task (or the driver) died of the exception, not just printed it.
 _TASK_FAILED = ("Exception in task", "Lost task", "Job aborted due to stage failure", "SPARKDECK_ERROR=")
+# What a TF node raises when a peer of its collective ops is gone: a consequence of the peer's death.
+_PEER_GONE_NAMES = ("UnavailableError", "AbortedError", "CancelledError", "DeadlineExceededError")
+_PEER_GONE_TEXT = (
+    "Collective ops is aborted",
+    "failed to connect to all addresses",
+    "Socket closed",
+    "Connection reset by peer",
+    "Connection refused",
+    "stopped sending heartbeats",
+)
+_PEER_ADVICE = (
+    "This error is a consequence: another TF node of the run stopped answering (its process died, or its host "
+    "is unreachable). It is not a problem with the model or its settings: find the executor that failed first "
+    "(its log stops without an error of its own), then resubmit the run."
+)
 _ADVICE = [
     (
         ("ResourceExhaustedError", "MemoryError", "OOM when allocating"),
@@ -292,9 +542,14 @@ _ADVICE = [
 _DEFAULT_ADVICE = "Fix what the message says (the whole traceback is in the log named above) and rerun."
 
 
+def _exc_name(exc: str) -> str:
+    return _EXC_LINE.match(exc).group(1)
+
+
 def _tracebacks(lines: list[str]):
-    """(index of the exception line, exception line, frames) for every Python traceback in `lines`.
-    JVM log lines may be interleaved: unindented lines that do not look like an exception are skipped."""
+    """(index of the "Traceback" line, index of the exception line, exception line, frames) for every Python
+    traceback in `lines`. JVM log lines may be interleaved: unindented lines that do not look like an
+    exception are skipped."""
     for i, line in enumerate(lines):
         if _TRACEBACK not in line:
             continue
@@ -312,9 +567,8 @@ def _tracebacks(lines: list[str]):
                 elif frames and text and not set(text) <= set("^~ "):
                     frames[-1].append(text)
                 continue
-            m = _EXC_LINE.match(text)
-            if m and _EXC_NAME.search(m.group(1)):
-                yield j, _inner_message(lines, j, text), frames
+            if _EXC_LINE.match(text):
+                yield i, j, _inner_message(lines, j, text), frames
                 break
 
 
@@ -328,46 +582,97 @@ def _inner_message(lines: list[str], j: int, exc: str) -> str:
         if cur.strip() and not cur.startswith((" ", "\t")):
             break
         m = _EXC_LINE.match(cur.strip())
-        if m and _EXC_NAME.search(m.group(1)) and m.group(2):
+        if m and m.group(2):
             inner = cur.strip()
     return inner or exc
 
 
-def _last_exception(lines: list[str]):
-    """(exception line, frames) of the newest traceback that is not a wrapper, or None."""
-    best = None
-    for _j, exc, frames in _tracebacks(lines):
-        if not _EXC_LINE.match(exc).group(1).startswith(_WRAPPERS):
-            best = (exc, frames)
-    return best
+def _after(lines: list[str], j: int, limit: int = 150) -> list[str]:
+    """The lines that go with the exception line at j (TF's gRPC details come ~50 lines below it)."""
+    out = []
+    for cur in lines[j : j + limit]:
+        if out and _TRACEBACK in cur:
+            break
+        out.append(cur)
+    return out
+
+
+def peer_gone(exc: str, lines: list[str] = (), j: int = 0) -> bool:
+    """Whether the exception says a peer TF node is gone (a consequence, not a cause)."""
+    name = _exc_name(exc).rsplit(".", 1)[-1] if _EXC_LINE.match(exc) else ""
+    text = "\n".join(_after(lines, j)) if lines else exc
+    return name in _PEER_GONE_NAMES or any(t in text for t in _PEER_GONE_TEXT)
+
+
+def _exceptions(lines: list[str]):
+    """(traceback index, exception index, exception line, frames, peer_gone) of the non-wrapper tracebacks."""
+    for i, j, exc, frames in _tracebacks(lines):
+        if not _exc_name(exc).startswith(_WRAPPERS):
+            yield i, j, exc, frames, peer_gone(exc, lines, j)
+
+
+def traceback_error(lines: list[str]) -> tuple[int, str] | None:
+    """(index, text) of the exception line of the last Python traceback, wrappers included: py4j's
+    ": An error occurred while calling X." is replaced by the Java exception on the line after it."""
+    last = None
+    for _i, j, exc, _frames in _tracebacks(lines):
+        last = (j, exc)
+    if last is None:
+        return None
+    j, exc = last
+    m = _EXC_LINE.match(exc)
+    msgs = [f": {m.group(2)}"] if m.group(2) is not None else []
+    msgs += [x.rstrip() for x in lines[j + 1 : j + 8] if x.startswith(": ")]
+    msg = next((x for x in msgs if "An error occurred while calling" not in x), msgs[0] if msgs else "")
+    return j, (m.group(1) + msg).rstrip()
+
+
+def _log_time(line: str) -> float:
+    """A Spark log line's "yy/MM/dd HH:mm:ss" as seconds, for ordering; inf when it has none."""
+    m = re.search(r"(\d\d/\d\d/\d\d \d\d:\d\d:\d\d)", line or "")
+    if not m:
+        return float("inf")
+    return datetime.strptime(m.group(1), "%y/%m/%d %H:%M:%S").timestamp()
 
 
 def exception(obs: Observation, limits: Limits) -> Diagnosis | None:
-    # Executors first: the driver log only relays their tracebacks (inside "Lost task" lines).
+    # Executors first: the driver log only relays their tracebacks (inside "Lost task" lines). A root
+    # cause beats the errors it caused on the other TF nodes, then the one that failed first wins.
     sources = [(f"executor {ex_id}", _lines(text)) for ex_id, text in sorted(obs.executor_logs.items())]
     sources.append(("the driver", _lines(obs.driver_log)))
-    for source, lines in sources:
+    found = []
+    for order, (source, lines) in enumerate(sources):
         marker = next((ln for ln in lines if any(m in ln for m in _TASK_FAILED)), None)
         if marker is None:
             continue  # a traceback that failed no task (a warning, a retried call) is no diagnosis
-        found = _last_exception(lines)
-        if found is None:
-            continue
-        exc, frames = found
-        name = _EXC_LINE.match(exc).group(1).rsplit(".", 1)[-1]
-        where = " ".join(" ".join(f) for f in frames[-3:])
-        advice = next((text for keys, text in _ADVICE if any(k in exc or k in where for k in keys)), _DEFAULT_ADVICE)
-        evidence = [f"{source}: {marker.strip()}", *(f"  {ln}" for frame in frames[-3:] for ln in frame[:2]), exc]
-        return Diagnosis(
-            code="exception",
-            title=f"Training failed with {name} on {source}",
-            cause=f"The training code raised an error on {source}: {exc}",
-            evidence=_evidence(evidence),
-            advice=advice,
-            fatal=True,
-            first_seen=obs.now,
-        )
-    return None
+        # the newest exception of the log, a root cause before a consequence
+        picked = sorted(_exceptions(lines), key=lambda e: (e[4], -e[1]))
+        if picked:
+            _i, _j, exc, frames, consequence = picked[0]
+            found.append(((consequence, _log_time(marker), order), source, marker, exc, frames))
+    if not found:
+        return None
+    (consequence, _t, _o), source, marker, exc, frames = min(found, key=lambda f: f[0])
+    name = _exc_name(exc).rsplit(".", 1)[-1]
+    where = " ".join(" ".join(f) for f in frames[-3:])
+    advice = (
+        _PEER_ADVICE
+        if consequence
+        else next((text for keys, text in _ADVICE if any(k in exc or k in where for k in keys)), _DEFAULT_ADVICE)
+    )
+    evidence = [f"{source}: {marker.strip()}", *(f"  {ln}" for frame in frames[-3:] for ln in frame[:2]), exc]
+    return Diagnosis(
+        code="exception",
+        # a consequence names the node that failed on it, not as the cause
+        title=f"A TF node stopped answering: {source} failed on it with {name}"
+        if consequence
+        else f"Training failed with {name} on {source}",
+        cause=f"The training code raised an error on {source}: {exc}",
+        evidence=_evidence(evidence),
+        advice=advice,
+        fatal=True,
+        first_seen=obs.now,
+    )
 
 
 # --- no resources -------------------------------------------------------------------------------
@@ -596,9 +901,9 @@ def reservations(obs: Observation, limits: Limits) -> Diagnosis | None:
     )
 
 
-# Root causes first: a lost executor also fails its task (exception) and stops its feed; an application
-# without executors also waits for its reservations.
-RULES = (driver_gone, executor_lost, feed_timeout, exception, no_resources, reservations)
+# Root causes first: a lost executor also fails its task (exception) and stops its feed; a dead TF node's
+# peers fail on it; an application without executors also waits for its reservations.
+RULES = (driver_gone, executor_lost, worker_died, feed_timeout, exception, no_resources, reservations)
 
 
 def diagnose(obs: Observation, limits: Limits | None = None) -> Diagnosis | None:
@@ -609,3 +914,42 @@ def diagnose(obs: Observation, limits: Limits | None = None) -> Diagnosis | None
         if found is not None:
             return found
     return None
+
+
+# --- the reason of a failed driver ----------------------------------------------------------------
+
+_PY4J_WRAPPER = "An error occurred while calling"
+# Diagnoses the driver's log alone can give, which say more than the driver's own last error when that
+# is a peer's consequence or py4j's wrapper.
+_DRIVER_RULES = (executor_lost, worker_died)
+
+
+def failure_reason(lines: list[str], rc: int) -> tuple[str, str | None]:
+    """(reason, detail) of a driver that exited with `rc`, from the tail of its log: the driver's
+    SPARKDECK_ERROR, unless it only relays another node's death (then the executor whose process died,
+    from the same log); else the Python exception; else the last exception-looking line; else the exit
+    code."""
+    error = None
+    for i in range(len(lines) - 1, -1, -1):
+        at = lines[i].find("SPARKDECK_ERROR=")
+        if at >= 0:
+            error = i, lines[i][at + len("SPARKDECK_ERROR=") :].strip()[:500]
+            break
+    if error is None or _PY4J_WRAPPER in error[1] or peer_gone(error[1]):
+        obs = Observation(driver_log="\n".join(lines))
+        found = next((d for d in (rule(obs, Limits()) for rule in _DRIVER_RULES) if d is not None), None)
+        if found is not None:
+            return found.title, "\n".join(found.evidence)
+    if error is not None:
+        i, text = error
+        return text, "\n".join(lines[max(0, i - 8) : i + 1])
+    found = traceback_error(lines)
+    if found is None:
+        found = next(((i, lines[i].strip()) for i in range(len(lines) - 1, -1, -1) if _EXC_LINE.match(lines[i])), None)
+    if found:
+        i, text = found
+        return text[:500], "\n".join(lines[max(0, i - 8) : i + 3])
+    tail = "\n".join(lines[-15:]) or None
+    if rc > 128:
+        return f"driver was killed by signal {rc - 128}", tail
+    return f"driver exited with code {rc}", tail

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers import diagnose
 from workers.launcher import CANCEL_NAME, INFO_NAME, LOG_NAME, RC_NAME, write_atomic
 from workers.localcluster import cmdline, group_pids, pid_alive, stop_groups
 
@@ -39,9 +39,6 @@ RUNNING = "running"  # the owning host saw the launcher alive
 EXITED = "exited"  # driver.rc exists: the launcher recorded the exit code
 GONE = "gone"  # the owning host saw no launcher and there is no exit code
 SILENT = "silent"  # the owning host has not answered lately: its state is unknown
-
-# "ValueError: x", "py4j.protocol.Py4JJavaError: ...", "org.apache.spark.SparkException: ..." at line start.
-EXC_NAME_RE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)(?![A-Za-z_]))(.*)$")
 
 
 # What a driver's process tree may inherit from the worker's environment: the toolchain (Java, Spark,
@@ -149,43 +146,9 @@ def cancel_reason(run_dir: Path) -> str:
         return "Cancelled."
 
 
-def _traceback_error(lines: list[str]) -> tuple[int, str] | None:
-    """The exception line of the last Python traceback (JVM log lines may be interleaved)."""
-    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last):")]
-    if not starts:
-        return None
-    for j in range(starts[-1] + 1, len(lines)):
-        m = EXC_NAME_RE.match(lines[j])
-        if not m:
-            continue
-        msgs = [m.group(2)] if m.group(2).startswith(":") else []
-        msgs += [x.rstrip() for x in lines[j + 1 : j + 8] if x.startswith(": ")]
-        # py4j: ": An error occurred while calling X." then ": <the Java exception>" (the useful part)
-        msg = next((x for x in msgs if "An error occurred while calling" not in x), msgs[0] if msgs else "")
-        return j, m.group(1) + msg
-    return None
-
-
 def failure_reason(log_path: Path, rc: int) -> tuple[str, str | None]:
-    """(reason, detail) of a failed driver: SPARKDECK_ERROR, else the Python exception, else the last
-    exception-looking line, else the exit code."""
-    lines = tail_lines(log_path)
-    for i in range(len(lines) - 1, -1, -1):
-        at = lines[i].find("SPARKDECK_ERROR=")
-        if at >= 0:
-            return lines[i][at + len("SPARKDECK_ERROR=") :].strip()[:500], "\n".join(lines[max(0, i - 8) : i + 1])
-    found = _traceback_error(lines)
-    if found is None:
-        found = next(
-            ((i, lines[i].strip()) for i in range(len(lines) - 1, -1, -1) if EXC_NAME_RE.match(lines[i])), None
-        )
-    if found:
-        i, text = found
-        return text[:500], "\n".join(lines[max(0, i - 8) : i + 3])
-    tail = "\n".join(lines[-15:]) or None
-    if rc > 128:
-        return f"driver was killed by signal {rc - 128}", tail
-    return f"driver exited with code {rc}", tail
+    """(reason, detail) of a failed driver, read from the tail of its log (workers/diagnose.py)."""
+    return diagnose.failure_reason(tail_lines(log_path), rc)
 
 
 def vanished_detail(run_dir: Path) -> str | None:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -309,6 +310,30 @@ def test_only_log_tails_are_read(run):
     obs = watchdog.observe(run, now=T0)
     assert len(obs.driver_log.encode()) <= watchdog.DRIVER_TAIL
     assert obs.driver_log.endswith("waiting for 1 reservations\n") and "xxx" not in obs.driver_log
+
+
+RECORDED = Path(__file__).resolve().parents[1] / "workers" / "recordings" / "python_worker_killed" / "exec1_chief"
+
+
+@pytest.mark.django_db
+def test_a_long_run_whose_python_worker_was_killed_names_that_executor(run, backend, clock, spark, notified):
+    """Real logs of a run whose executor 1 lost its Python worker, with hours of training lines between each TF
+    node's address (the head of its log) and the failure (the tail): the watchdog reads both ends only."""
+    steps = "".join(
+        f"SPARKDECK_STEP executor=0 epoch={e}/9999 steps=23 seconds=0.50 ms_per_step=21.7\n" for e in range(9999)
+    )
+    for ex in ("0", "1"):
+        text = (RECORDED / "executors" / ex / "stderr").read_text()
+        fit = text.index("\n", text.index("[sparkdeck] fit:")) + 1
+        write_executor_log(run, ex, text[:fit] + steps + text[fit:])
+    obs = watchdog.observe(run, now=T0)
+    assert all(len(t.encode()) <= watchdog.EXECUTOR_HEAD + watchdog.EXECUTOR_TAIL for t in obs.executor_logs.values())
+    assert "epoch=5000/9999" not in obs.executor_logs["0"]
+    reconcile(run)
+    assert run.status == Status.FAILED
+    assert run.status_reason == "Executor 1's Python worker died: it was killed or crashed"
+    assert run.diagnosis["code"] == "worker_died" and run.diagnosis["failed_by_watchdog"] is True
+    assert "hyperparameter" not in run.diagnosis["advice"]
 
 
 @pytest.mark.django_db

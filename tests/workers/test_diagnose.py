@@ -2,9 +2,11 @@
 TFoS 2.2), and the healthy counterparts that must give no diagnosis."""
 # ruff: noqa: E501 - the log lines are kept verbatim, as long as Spark writes them
 
+from pathlib import Path
+
 import pytest
 
-from workers.diagnose import Asked, Limits, Observation, diagnose, pending_reservations
+from workers.diagnose import Asked, Limits, Observation, diagnose, failure_reason, pending_reservations, tf_nodes
 
 APP = "app-20261124142227-0001"
 
@@ -427,3 +429,125 @@ def test_evidence_is_bounded():
     assert all(len(line) <= 300 for line in d.evidence)
     d = diagnose(obs(driver_log="\n".join(["x"] * 5000), driver_gone="driver process vanished"))
     assert len(d.evidence) <= 12
+
+
+# --- a TF node's Python worker killed (real recordings) ---------------------------------------------
+
+RECORDINGS = Path(__file__).parent / "recordings" / "python_worker_killed"
+# folder -> (the executor whose Python worker was killed, the survivor)
+KILLED = {
+    "exec0_chief": ("0", "1"),
+    "exec1_chief": ("1", "0"),
+    "exec1_worker": ("1", "0"),
+    "exec1_worker_and_children": ("1", "0"),
+    "exec1_worker_heartbeats": ("1", "0"),
+}
+
+
+def recording(name: str) -> tuple[str, dict[str, str]]:
+    folder = RECORDINGS / name
+    logs = {p.parent.name: p.read_text() for p in (folder / "executors").glob("*/stderr")}
+    return (folder / "driver.log").read_text(), logs
+
+
+def assert_names_the_killed_executor(d, victim, survivor):
+    assert d.code == "worker_died" and d.fatal
+    assert d.title == f"Executor {victim}'s Python worker died: it was killed or crashed"
+    assert f"on executor {victim} ended during training" in d.cause
+    assert "killed by a signal" in d.cause and "SIGKILL" in d.cause
+    assert "hyperparameter" not in d.advice and "resubmit the run" in d.advice
+    assert f"executor {survivor}'s" not in (d.title + d.cause).lower()
+
+
+@pytest.mark.parametrize("name", sorted(KILLED))
+def test_killed_python_worker_names_its_executor(name):
+    victim, survivor = KILLED[name]
+    driver, executors = recording(name)
+    d = diagnose(obs(driver_log=driver, executor_logs=executors))
+    assert_names_the_killed_executor(d, victim, survivor)
+    if name != "exec1_worker_and_children":  # inferred from the survivor's error: it is named as a consequence
+        assert f"Executor {survivor} then failed because it could not reach it" in d.cause
+        assert "a consequence, not the cause" in d.cause
+        assert any(line.startswith(f"executor {survivor}: ") and "UnavailableError" in line for line in d.evidence)
+        assert any(line.startswith("TF node ") and line.endswith(f"ran on executor {victim}") for line in d.evidence)
+    else:  # Spark saw the worker go
+        assert any("Python worker exited unexpectedly (crashed)" in line for line in d.evidence)
+    assert any(line.startswith(f"executor {victim}: ") and "[sparkdeck] fit:" in line for line in d.evidence)
+
+
+@pytest.mark.parametrize("name", sorted(KILLED))
+def test_killed_python_worker_from_one_log_alone(name):
+    """Before any executor log was copied (the driver's log), or without the driver's (executor logs)."""
+    victim, survivor = KILLED[name]
+    driver, executors = recording(name)
+    assert_names_the_killed_executor(diagnose(obs(driver_log=driver)), victim, survivor)
+    assert_names_the_killed_executor(diagnose(obs(executor_logs=executors)), victim, survivor)
+
+
+@pytest.mark.parametrize("name", sorted(KILLED))
+def test_tf_node_table_from_the_driver_and_from_the_executors_agree(name):
+    driver, executors = recording(name)
+    from_driver, from_executors = tf_nodes(driver, {}), tf_nodes("", executors)
+    assert from_driver == from_executors and len(from_driver) == 2
+    assert {n.name for n in from_driver.values()} == {"chief:0", "worker:0"}
+    assert {n.executor for n in from_driver.values()} == {"0", "1"}
+
+
+def test_unknown_peer_address_names_no_executor():
+    """The survivor's log alone: its error names an address no known TF node has."""
+    _driver, executors = recording("exec1_chief")
+    d = diagnose(obs(executor_logs={"0": executors["0"]}))
+    assert d.code == "worker_died"
+    assert d.title == "A TF node's Python worker died: it was killed or crashed"
+    assert "(127.0.0.1:43133)" in d.cause and "Executor 0 then failed" in d.cause
+    assert "hyperparameter" not in d.advice
+
+
+def test_a_root_cause_beats_the_peer_errors_it_causes():
+    """Executor 1 raised an error of its own: executor 0's collective error, naming executor 1's TF node,
+    is its consequence, whatever the executors' ids."""
+    _driver, executors = recording("exec1_chief")
+    own = executors["1"] + OPTIMIZER_STDERR
+    d = diagnose(obs(executor_logs={"0": executors["0"], "1": own}))
+    assert d.code == "exception"
+    assert d.title == "Training failed with ValueError on executor 1"
+    assert "hyperparameter" in d.advice
+
+
+def test_the_first_task_to_fail_of_its_own_error_wins():
+    later = OPTIMIZER_STDERR.replace("26/11/24 14:22:09", "26/11/24 14:22:15")
+    d = diagnose(obs(executor_logs={"0": later, "1": OPTIMIZER_STDERR.replace("(TID 0)", "(TID 1)")}))
+    assert d.title == "Training failed with ValueError on executor 1"
+
+
+def test_a_peer_error_without_an_address_is_no_hyperparameter_problem():
+    stderr = (
+        "26/11/24 16:01:44 ERROR Executor: Exception in task 0.0 in stage 0.0 (TID 0)\n"
+        "Traceback (most recent call last):\n"
+        '  File "/x/tf_keras/src/engine/training.py", line 1398, in train_function\n'
+        "tensorflow.python.framework.errors_impl.CancelledError: Collective ops is aborted by: another "
+        "collective op failed\n"
+    )
+    d = diagnose(obs(executor_logs={"0": stderr}))
+    assert d.code == "exception"
+    assert d.title == "A TF node stopped answering: executor 0 failed on it with CancelledError"
+    assert "hyperparameter" not in d.advice and "consequence" in d.advice
+
+
+@pytest.mark.parametrize("name", sorted(KILLED))
+def test_failure_reason_names_the_killed_executor(name):
+    victim, _survivor = KILLED[name]
+    driver, _executors = recording(name)
+    reason, detail = failure_reason(driver.splitlines(), 1)
+    assert reason == f"Executor {victim}'s Python worker died: it was killed or crashed"
+    assert detail and "executor" in detail
+
+
+def test_failure_reason_keeps_the_drivers_own_error():
+    lines = ["Traceback (most recent call last):", "ValueError: inner", "SPARKDECK_ERROR=Dataset has 1 class"]
+    assert failure_reason(lines, 1)[0] == "Dataset has 1 class"
+
+
+def test_failure_reason_of_a_killed_executor_jvm():
+    """The driver's SPARKDECK_ERROR is py4j's wrapper: the lost executor says more."""
+    assert failure_reason(KILLED_DRIVER.splitlines(), 1)[0] == "Executor 0 was lost: it was killed"

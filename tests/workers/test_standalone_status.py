@@ -152,6 +152,17 @@ def test_failed_with_interleaved_py4j_error(tmp_path):
     assert st.reason == "py4j.protocol.Py4JJavaError: org.apache.spark.SparkException: Job aborted due to stage failure"
 
 
+def test_failed_because_a_python_worker_was_killed(tmp_path):
+    """A real driver log (tests/workers/recordings): executor 1's Python worker was killed; the driver's own
+    SPARKDECK_ERROR is executor 0's error on losing it."""
+    log = (REPO / "tests/workers/recordings/python_worker_killed/exec1_chief/driver.log").read_text()
+    assert "SPARKDECK_ERROR=UnavailableError: " in log
+    st = backend_for(None).status(fake_run(tmp_path, rc=1, log=log))
+    assert st.state == "FAILED"
+    assert st.reason == "Executor 1's Python worker died: it was killed or crashed"
+    assert "TF node chief:0 (127.0.0.1:43133) ran on executor 1" in st.detail
+
+
 def test_failed_without_any_error_line(tmp_path):
     st = backend_for(None).status(fake_run(tmp_path, rc=137, log="just\nlogs\n"))
     assert st.state == "FAILED" and "signal 9" in st.reason

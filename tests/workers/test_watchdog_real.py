@@ -7,6 +7,7 @@ and that it came within 60 s of the trouble starting (the measured seconds are p
 2. executors asking 3 GB where no worker has more than 2 GB -> no_resources, then failed by the watchdog
 3. a hyperparameter the template rejects inside the executor -> exception
 4. an executor JVM killed (SIGKILL) mid-training            -> executor_lost
+5. an executor's Python worker killed (SIGKILL) mid-training -> worker_died, naming that executor
 
 Runs are submitted straight through the StandaloneBackend (its pre-flight would refuse case 2)."""
 
@@ -279,4 +280,46 @@ def test_executor_killed_mid_training(launch):
     report("executor_lost", d["first_seen"] - killed, "the kill")
     drive(run, lambda r: r.is_terminal, timeout=60)
     assert run.status == Status.FAILED
+    print(ended_by(run))
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def python_worker(jvm: int) -> int:
+    """The Python worker that runs the executor's TFoS task: the child of the pyspark daemon under its JVM
+    (its own child, TFoS's manager process, is left alone, as the out-of-memory killer would)."""
+    daemons = [c for c in _children(jvm) if b"pyspark.daemon" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    workers = [w for d in daemons for w in _children(d)]
+    assert len(workers) == 1, (daemons, workers)
+    return workers[0]
+
+
+def test_python_worker_killed_mid_training(launch):
+    run = launch(hyperparameters={"epochs": 100, "batch_size": 64})
+    drive(run, lambda r: training_started(r) or r.is_terminal, timeout=240)
+    assert run.status == Status.RUNNING, run.status_reason
+    pids = executor_pids(run.spark_app_id)
+    assert len(pids) == 2, pids
+    victim, survivor = sorted(pids)[-1], sorted(pids)[0]
+    os.kill(python_worker(pids[victim]), signal.SIGKILL)
+    killed = time.time()
+    drive(run, lambda r: r.is_terminal, timeout=120)
+    assert run.status == Status.FAILED
+    # the driver (its SPARKDECK_ERROR was the survivor's error) or the watchdog failed it: either names the victim
+    assert run.status_reason == f"Executor {victim}'s Python worker died: it was killed or crashed", ended_by(run)
+    d = run.diagnosis
+    assert d.get("code") == "worker_died", d
+    assert d["title"] == run.status_reason
+    assert f"on executor {victim} ended during training" in d["cause"]
+    assert f"Executor {survivor} then failed because it could not reach it" in d["cause"]
+    assert "hyperparameter" not in d["advice"] and "resubmit the run" in d["advice"]
+    report("worker_died", d["first_seen"] - killed, "the kill")
     print(ended_by(run))

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 WATCHED = (Status.SUBMITTED, Status.RUNNING)
 DRIVER_TAIL = 64 * 1024  # bytes: ~800 log lines, minutes of TFoS's once-a-second waiting lines
 EXECUTOR_TAIL = 32 * 1024
+# Where a TF node logs its address (TFoS's "TFSparkNode.reserve"), ~10 KiB into its executor's stderr: the
+# peers' errors name the node they lost by that address.
+EXECUTOR_HEAD = 32 * 1024
 MAX_EXECUTORS = 32  # stderr tails read per tick, newest executor ids
 MAX_SPEC = 1024 * 1024
 HTTP_TIMEOUT = 2.0  # the driver UI and the master answer in milliseconds when healthy
@@ -50,21 +53,26 @@ def _now() -> float:
     return time.time()  # tests move the watchdog's clock through this
 
 
-def tail(path: Path | None, limit: int) -> str:
-    """The last `limit` bytes of a file as text, from its first whole line; "" if absent."""
+def tail(path: Path | None, limit: int, head: int = 0) -> str:
+    """The last `limit` bytes of a file as text, from its first whole line, after its first `head` bytes
+    (to their last whole line) when the file is longer than both; "" if absent."""
     if path is None:
         return ""
     try:
         with open(path, "rb") as f:
             f.seek(0, 2)
             size = f.tell()
+            start = b""
+            if head and size > head + limit:
+                f.seek(0)
+                start = f.read(head).rpartition(b"\n")[0] + b"\n"
             f.seek(max(0, size - limit))
             data = f.read(limit)
     except OSError:
         return ""
     if size > limit:
         data = data.partition(b"\n")[2]  # drop the cut line
-    return data.decode("utf-8", errors="replace")
+    return (start + data).decode("utf-8", errors="replace")
 
 
 def _spec(run: Run) -> dict:
@@ -119,7 +127,7 @@ def observe(run: Run, state: BackendStatus | None = None, now: float | None = No
     driver_log = tail(artifacts.log_path(run, "driver"), DRIVER_TAIL)
     executor_logs = {}
     for ex in artifacts.executors(run)[-MAX_EXECUTORS:]:
-        text = tail(artifacts.log_path(run, ex, "stderr"), EXECUTOR_TAIL)
+        text = tail(artifacts.log_path(run, ex, "stderr"), EXECUTOR_TAIL, head=EXECUTOR_HEAD)
         if text:
             executor_logs[ex] = text
     executors = app = workers = None
