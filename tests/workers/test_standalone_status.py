@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.workers.launchers import start_launcher
 from workers import supervision
 from workers.backends.base import BackendError, ClusterUnreachable, SubmitRequest
 from workers.backends.standalone import StandaloneBackend
@@ -192,20 +193,6 @@ def test_cancelled_marker(tmp_path):
     handle = fake_run(tmp_path, rc=143)
     (Path(handle["run_dir"]) / "cancelled.json").write_text("{}")
     assert backend_for(None).status(handle).state == "CANCELLED"
-
-
-def start_launcher(run_dir, seconds=60):
-    """A real launcher running `sleep`, standing in for spark-submit."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.launcher", "--run-dir", str(run_dir), "--", "sleep", str(seconds)],
-        cwd=REPO,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 10
-    while not (run_dir / "launcher.json").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return proc
 
 
 def test_running_states_and_cancel(tmp_path, fake):

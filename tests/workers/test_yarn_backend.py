@@ -6,8 +6,6 @@ Hadoop 3 ResourceManager REST API) and records PUT bodies; spark-submit and yarn
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.workers.launchers import start_launcher
 from workers.backends.base import BackendError, ClusterUnreachable, SubmitRequest, get_backend
 from workers.backends.yarn import YarnBackend, map_app
 from workers.localcluster import pid_alive
@@ -356,20 +355,6 @@ def test_cluster_mode_rm_blip(tmp_path, rm):
     # spark-submit's client gone and the RM unreachable: fall back on its exit code
     (run_dir / "driver.rc").write_text("0\n")
     assert b.status(handle).state == "SUCCEEDED"
-
-
-def start_launcher(run_dir, seconds=60):
-    """A real launcher running `sleep`, standing in for spark-submit."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.launcher", "--run-dir", str(run_dir), "--", "sleep", str(seconds)],
-        cwd=REPO,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 10
-    while not (run_dir / "launcher.json").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return proc
 
 
 def test_client_mode_running_blip_404_and_cancel(tmp_path, rm):
