@@ -29,7 +29,7 @@ class FakeBackend:
     def status(self, handle):
         return self.state
 
-    def logs(self, handle):
+    def logs(self, handle, final=False):
         return []
 
     def cancel(self, handle, reason=""):
