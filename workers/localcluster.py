@@ -362,7 +362,15 @@ class LocalCluster:
             time.monotonic() + 10,
             "the master's ports to be free",
         )
-        self._spawn_master(self._live_daemons(), time.monotonic() + timeout)
+        deadline = time.monotonic() + timeout
+        self._spawn_master(self._live_daemons(), deadline)
+        self._wait(self._master_answers, deadline, "the master's web UI")
+
+    def _master_answers(self) -> bool:
+        try:
+            return self.master_state().get("status") == "ALIVE"
+        except (OSError, ValueError):
+            return False
 
     def exited(self) -> dict[str, int]:
         """Daemons started by this process that have exited: {name: exit code}."""
