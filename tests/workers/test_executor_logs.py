@@ -58,8 +58,9 @@ class FakeSpark:
                     end = min(start + int(q["byteLength"]), len(data))
                     head = f"==== Bytes {start}-{end} of {len(data)} of /work/{APP}/{q['executorId']}/x ====\n"
                     self._send(head.encode() + data[start:end], "text/plain")
-                elif url.path == "/log/":
-                    self._send("Error: invalid log directory /work/x", "text/plain")
+                elif url.path == "/log/":  # what a real worker answers for a log it does not have
+                    path = f"/work/{q['appId']}/{q['executorId']}/"
+                    self._send(f"==== Bytes 0-0 of 0 of {path}{q['logType']} ====\nError: invalid log directory {path}")
                 else:
                     self._send("not found", "text/plain", 404)
 
@@ -181,8 +182,8 @@ def test_a_log_the_worker_does_not_have_is_marked(spark, tmp_path):
     assert status["0/stdout"] == {
         "complete": False,
         "copied": 0,
-        "total": None,
-        "reason": f"worker {worker.host} has no such log (Error: invalid log directory /work/x)",
+        "total": 0,
+        "reason": f"worker {worker.host} has no such log (Error: invalid log directory /work/{APP}/0/)",
         "final": True,
     }
 

@@ -19,7 +19,8 @@ Endpoints (verified on pyspark 4.3.0):
 - master:  GET <rest_url>/json/ -> {"workers": [{"webuiaddress", "state"}, ...]}
 - worker:  GET <ui>/json/ -> {"executors": [{"id", "appid"}], "finishedexecutors": [...]}
            GET <ui>/log/?appId=..&executorId=..&logType=..&offset=N&byteLength=M
-               -> "==== Bytes <start>-<end> of <total> of <path> ====\\n" + raw bytes
+               -> "==== Bytes <start>-<end> of <total> of <path> ====\\n" + raw bytes; for a log it
+               does not have "==== Bytes 0-0 of 0 of <path> ====\\nError: invalid log directory <dir>"
 - driver:  GET <driver ui>/api/v1/applications/<app id>/allexecutors
                -> [{"id": "0", "executorLogs": {"stderr": "<worker ui>/logPage/?appId=..&executorId=0&logType=stderr"}}]
 
@@ -269,9 +270,14 @@ class LogCopier:
             m = HEADER_RE.match(header)
             if not m:
                 first = header.decode(errors="replace").strip()[:120]
-                reason = f"worker {source.host} has no such log ({first or 'empty answer'})"
+                reason = f"worker {source.host} answered without a log header ({first or 'nothing'})"
                 break
             start, end, total = (int(g) for g in m.groups())
+            if end == start and body.strip():
+                # A log the worker does not have: "Bytes 0-0 of 0" and "Error: invalid log directory …".
+                first = body.decode(errors="replace").strip().splitlines()[0][:120]
+                reason = f"worker {source.host} has no such log ({first})"
+                break
             if start != offset:
                 # The worker clamps the range to its file: a file shorter than the copy was replaced.
                 reason = f"worker {source.host} answered bytes {start}-{end} for offset {offset}"
