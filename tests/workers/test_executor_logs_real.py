@@ -95,6 +95,11 @@ def test_logs_are_complete_after_a_master_crash_and_restart(cluster, tmp_path):
             st = tick()
             time.sleep(1)
         during = copied(run_dir)
+        # The driver's list (what the copier records sources from) names each executor's worker UI.
+        listed = requests.get(f"{handle['ui_url']}/api/v1/applications/{handle['app_id']}/allexecutors", timeout=5)
+        workers = {f"http://127.0.0.1:{p}" for p in cluster.worker_ui_ports}
+        logs = [ex["executorLogs"]["stderr"] for ex in listed.json() if ex["id"] != "driver"]
+        assert len(logs) == 2 and {u.split("/logPage/")[0] for u in logs} == workers, logs
         assert st.state == "RUNNING" and "not reachable" in (st.detail or "")
         # Copying goes on without the master: it goes to the workers recorded when first seen.
         assert sum(during.values()) > sum(before.values()), (before, during)
@@ -119,6 +124,8 @@ def test_logs_are_complete_after_a_master_crash_and_restart(cluster, tmp_path):
 
     app_dirs = [wd / handle["app_id"] for wd in cluster.work_dirs]
     originals = {f"{p.parent.name}/{p.name}": p for d in app_dirs for p in sorted(d.glob("*/std*"))}
+    sizes = {k: p.stat().st_size for k, p in originals.items()}
+    print(f"after the final copy {copied(run_dir)}; workers' files {sizes}")
     assert len(originals) == 4  # 2 executors x stdout, stderr: none lost, none restarted
     assert {f"{p.parent.name}/{p.name}" for p in files} == set(originals)
     for key, original in originals.items():
@@ -128,7 +135,7 @@ def test_logs_are_complete_after_a_master_crash_and_restart(cluster, tmp_path):
     status = json.loads((run_dir / "executors" / "status.json").read_text())
     assert {k: (v["complete"], v["final"]) for k, v in status.items()} == {k: (True, True) for k in originals}
     sources = json.loads((run_dir / "executors" / "sources.json").read_text())
-    assert {s["ui"] for s in sources.values()} == {f"http://127.0.0.1:{p}" for p in cluster.worker_ui_ports}
+    assert {s["ui"] for s in sources.values()} == workers
 
 
 def driver_tail(run_dir: Path) -> str:
