@@ -313,14 +313,7 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         daemons: list[dict] = []
         try:
-            self._spawn(
-                "master",
-                MASTER_CLASS,
-                ["--host", HOST, "--port", str(self.master_port), "--webui-port", str(self.webui_port)],
-                daemons,
-            )
-            # Workers that find no master back off for 5-15 s; start them once it listens.
-            self._wait(lambda: port_open(self.master_port), deadline, "master to listen")
+            self._spawn_master(daemons, deadline)
             pairs = zip(self.work_dirs, self.worker_ui_ports, strict=True)
             for i, (work_dir, ui_port) in enumerate(pairs, start=1):
                 work_dir.mkdir(exist_ok=True)
@@ -337,6 +330,47 @@ class LocalCluster:
             if isinstance(exc, ClusterError):
                 raise ClusterError(f"{exc}\n{logs}") from None
             raise
+
+    def _spawn_master(self, daemons: list[dict], deadline: float) -> None:
+        args = ["--host", HOST, "--port", str(self.master_port), "--webui-port", str(self.webui_port)]
+        self._spawn("master", MASTER_CLASS, args, daemons)
+        # Workers that find no master back off for 5-15 s; start them once it listens.
+        self._wait(lambda: port_open(self.master_port), deadline, "master to listen")
+
+    def stop_master(self) -> None:
+        """Kill the master (SIGKILL, its whole group) and leave the workers and applications running,
+        as a master host that crashed would: the workers keep trying to re-register."""
+        master = [d for d in self._read_state().get("daemons", []) if d["cls"] == MASTER_CLASS]
+        for d in master:
+            if any(MASTER_CLASS in cmdline(pid) for pid in group_pids(d["pid"])):
+                os.killpg(d["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(group_pids(d["pid"]) for d in master) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc = self._procs.pop("master", None)
+        if proc:
+            proc.wait(timeout=5)
+        self._write_state([d for d in self._live_daemons() if d["cls"] != MASTER_CLASS])
+
+    def start_master(self, timeout: float = 60) -> None:
+        """Start the master again on its own ports (after stop_master); without recovery mode it
+        knows nothing of the applications and workers it had."""
+        if any(d["cls"] == MASTER_CLASS for d in self._live_daemons()):
+            raise ClusterError(f"the master of {self.state_dir} is already running")
+        self._wait(
+            lambda: port_free(self.master_port) and port_free(self.webui_port),
+            time.monotonic() + 10,
+            "the master's ports to be free",
+        )
+        deadline = time.monotonic() + timeout
+        self._spawn_master(self._live_daemons(), deadline)
+        self._wait(self._master_answers, deadline, "the master's web UI")
+
+    def _master_answers(self) -> bool:
+        try:
+            return self.master_state().get("status") == "ALIVE"
+        except (OSError, ValueError):
+            return False
 
     def exited(self) -> dict[str, int]:
         """Daemons started by this process that have exited: {name: exit code}."""

@@ -155,6 +155,20 @@
         if (![...sel.options].some(o => o.value === v)) sel.add(new Option(`executor ${e} ${stream}`, v));
       }
     }
+    for (const o of sel.options) { // the copier's marks (webapp/runs/artifacts.incomplete_logs)
+      const missing = (data.incomplete_logs || {})[o.value];
+      if (missing) o.dataset.incomplete = missing; else delete o.dataset.incomplete;
+      const label = o.textContent.replace(/ \(incomplete\)$/, "");
+      o.textContent = missing ? `${label} (incomplete)` : label;
+    }
+    showIncomplete();
+  }
+
+  function showIncomplete() {
+    const opt = document.getElementById("log-source").selectedOptions[0];
+    const missing = opt ? opt.dataset.incomplete : "";
+    document.getElementById("log-incomplete").hidden = !missing;
+    document.getElementById("log-incomplete-reason").textContent = missing || "";
   }
 
   function logUrl(key) {
@@ -163,6 +177,7 @@
   }
 
   async function poll() {
+    const asked = logKey; // another log may be chosen while this request is out
     const q = new URLSearchParams({ since: String(since), log: logKey });
     if (offsets[logKey] !== undefined) q.set(`off:${logKey}`, String(offsets[logKey]));
     if (logPaused) q.delete("log"); // paused: nothing appended, offsets kept; Resume catches up from them
@@ -173,7 +188,7 @@
         setStatus(data);
         document.dispatchEvent(new CustomEvent("sparkdeck:live", { detail: data })); // static/js/diagnosis.js
         progress(data, addPoints(data.points));
-        const chunk = data.logs[logKey];
+        const chunk = asked === logKey ? data.logs[logKey] : undefined;
         if (chunk) {
           if (chunk.text) {
             logEl.textContent += chunk.text;
@@ -182,7 +197,8 @@
           offsets[logKey] = chunk.offset;
           if (document.getElementById("follow").checked) logEl.scrollTop = logEl.scrollHeight;
         }
-        terminal = data.terminal && data.points.length === 0 && (!chunk || chunk.offset >= chunk.size);
+        // Not over while the log now chosen has not been asked for yet.
+        terminal = asked === logKey && data.terminal && data.points.length === 0 && (!chunk || chunk.offset >= chunk.size);
       }
     } catch (e) { /* network blip: try again next tick */ }
     if (!terminal) setTimeout(poll, 1000);
@@ -250,10 +266,12 @@
   document.getElementById("log-source").addEventListener("change", (ev) => {
     if (logPaused) setPaused(false, false); // the new log loads below
     logKey = ev.target.value; logEl.textContent = ""; delete offsets[logKey];
+    showIncomplete();
     document.getElementById("log-download").href = logUrl(logKey) + "?download=1";
     if (terminal) { terminal = false; poll(); }
   });
   document.getElementById("log-download").href = logUrl(logKey) + "?download=1";
+  showIncomplete();
 
   (async function start() {
     try { await loadSeries(); } catch (e) { since = 0; /* live.json sends the raw points */ }

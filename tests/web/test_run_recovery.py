@@ -40,7 +40,7 @@ class LaunchingBackend:
             return BackendStatus("RUNNING", host_silent_since=driver.seen_at, detail="host silent")
         return BackendStatus("RUNNING" if driver.alive else "FAILED", reason="driver exited")
 
-    def logs(self, handle):
+    def logs(self, handle, final=False):
         return []
 
     def cancel_remote(self, handle):

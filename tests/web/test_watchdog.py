@@ -30,7 +30,7 @@ class FakeBackend:
     def status(self, handle, driver=None):
         return self.state
 
-    def logs(self, handle):
+    def logs(self, handle, final=False):
         return []
 
     def cancel_remote(self, handle):  # the application kill; the driver is stopped on its host

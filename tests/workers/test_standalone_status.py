@@ -284,7 +284,8 @@ def test_follow_log_fetches_one_log_between_copies(tmp_path, fake):
     assert not (out / "0/stderr").exists()
 
     b.logs(handle)  # the reconciler's copy: records which worker UI serves each executor
-    assert json.loads((out / "sources.json").read_text()) == {"0": f"{fake.url}/worker", "1": f"{fake.url}/worker"}
+    source = {"ui": f"{fake.url}/worker", "app_id": APP}
+    assert json.loads((out / "sources.json").read_text()) == {"0": source, "1": source}
     fake.logs[("0", "stderr")] += b"line 2\n"
     fake.logs[("1", "stderr")] += b"b\n"
     b.follow_log(handle, "0", "stderr")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from webapp import safefiles
+from workers.backends.executor_logs import read_status
 
 from .models import Run
 
@@ -32,6 +33,24 @@ def executors(run: Run) -> list[str]:
         return []
     ids = [p.name for p in root.iterdir() if p.is_dir() and EXECUTOR_ID.match(p.name)]
     return sorted(ids, key=lambda s: (len(s), s))
+
+
+def incomplete_logs(run: Run) -> dict[str, str]:
+    """{"<executor>:<stream>": why its copy is not whole} for the executor logs the last copy could not
+    fetch whole for a stated reason (a worker down, a log gone); a copy merely behind is not listed."""
+    marks = {}
+    for key, entry in read_status(run.run_dir / "executors").items():
+        source, _, stream = key.partition("/")
+        if not entry.get("complete") and entry.get("reason") and log_path(run, source, stream) is not None:
+            marks[f"{source}:{stream}"] = str(entry["reason"])
+    return marks
+
+
+def log_options(run: Run) -> list[tuple[str, str, str]]:
+    """The run page's executor logs: (value "<executor>:<stream>", label, why its copy is incomplete or "")."""
+    marks = incomplete_logs(run)
+    keys = [f"{e}:{stream}" for e in executors(run) for stream in ("stderr", "stdout")]
+    return [(k, f"executor {k.replace(':', ' ')}", marks.get(k, "")) for k in keys]
 
 
 def open_file(run: Run, path: Path) -> BinaryIO:

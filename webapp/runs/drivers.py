@@ -105,7 +105,7 @@ def stop(run_id: int) -> bool:
             return False
         supervision.stop_local(handle, grace=getattr(backend, "cancel_grace", 10.0))
     try:
-        backend.logs(handle)  # the executors' last words
+        backend.logs(handle, final=True)  # the executors' last words: the application is over
     except BackendError as exc:
         log.warning("log collection for run %s: %s", run.pk, exc)
     Run.objects.filter(pk=run.pk).update(backend_handle=handle)

@@ -252,7 +252,8 @@ def reconcile(run: Run) -> None:
     driver = drivers.state(run, handle)
     state = backend.status(handle, driver)  # may note app id / last state in the handle
     try:
-        backend.logs(handle)
+        # Once the run is over: every executor the application ever had, to the end (or marked incomplete).
+        backend.logs(handle, final=state.is_final)
     except BackendError as exc:
         log.warning("log collection for run %s: %s", run.pk, exc)
     fields = {}

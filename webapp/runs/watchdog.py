@@ -222,7 +222,7 @@ def _fail(run: Run, found: diagnose.Diagnosis, backend=None) -> bool:
         except Exception:  # noqa: BLE001 - the run is failed all the same; the error is logged
             log.exception("watchdog: killing the application of run %s failed", run.pk)
         try:
-            backend.logs(handle)  # the executors' last words
+            backend.logs(handle, final=True)  # the executors' last words: the application is over
         except BackendError as exc:
             log.warning("log collection for run %s: %s", run.pk, exc)
     try:

@@ -105,8 +105,10 @@ class Backend(abc.ABC):
         cancelled) is what a later status() reports."""
 
     @abc.abstractmethod
-    def logs(self, handle: Handle) -> list[Path]:
-        """Copy executor logs into the run dir (incrementally) and return the copied files."""
+    def logs(self, handle: Handle, final: bool = False) -> list[Path]:
+        """Copy executor logs into the run dir (incrementally) and return the copied files.
+        `final`: the run has ended (called once, before it is marked done): copy every log of every
+        executor the application had to its end, and record which could not be copied whole, and why."""
 
     def follow_log(self, handle: Handle, executor: str, stream: str) -> None:
         """Bring one executor log's copy up to date now, between logs() calls: the run page asks

@@ -14,8 +14,6 @@ Endpoints used (verified on pyspark 4.3.0's Master/Worker):
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import re
 import sys
@@ -25,6 +23,7 @@ from pathlib import Path
 import requests
 
 from workers import notify, supervision
+from workers.backends import executor_logs
 from workers.backends.base import (
     MANAGED_ENV,
     Backend,
@@ -35,12 +34,9 @@ from workers.backends.base import (
     SubmitRequest,
 )
 from workers.jobs import jvm_opts
-from workers.launcher import LOG_NAME, write_atomic
+from workers.launcher import LOG_NAME
 from workers.localcluster import spark_home
 from workers.supervision import EXITED, GONE, RESULT_NAME, SILENT, DriverState, cancel_reason, failure_reason
-
-OFFSETS_NAME = "offsets.json"
-SOURCES_NAME = "sources.json"  # executor id -> its worker's web UI, for follow_log()
 
 # Keys Sparkdeck sets itself; extra spark_conf may never touch them (TFoS needs one TF process per
 # executor, a fixed executor count, and legacy Keras everywhere).
@@ -69,11 +65,7 @@ PROTECTED_CONF = {
 # spark-submit's own environment: what build_env() sets, which a request's env may not.
 PROTECTED_ENV = MANAGED_ENV | {notify.ENV}
 
-LOG_CHUNK = 1024 * 1024  # bytes per /log request
-LOG_MAX_CHUNKS = 32  # per file per logs() call: bounded work, the next call continues
-FOLLOW_TIMEOUT = 1.0  # follow_log() runs inside the run page's poll: never hold it up long
 CSRF_RE = re.compile(r'name="csrfToken" value="([^"]*)"')
-LOG_HEADER_RE = re.compile(r"==== Bytes (\d+)-(\d+) of (\d+) of .*====")
 
 
 def host_silent(handle: Handle, driver: DriverState) -> BackendStatus:
@@ -340,105 +332,26 @@ class StandaloneBackend(Backend):
 
     # -- logs ------------------------------------------------------------------------------------
 
-    def logs(self, handle: Handle) -> list[Path]:
+    def logs(self, handle: Handle, final: bool = False) -> list[Path]:
         run_dir = Path(handle["run_dir"])
-        out_dir = run_dir / "executors"
         self._markers(handle, run_dir / LOG_NAME)
-        app_id = handle.get("app_id")
-        if app_id and self.collect_logs:
-            out_dir.mkdir(exist_ok=True)
-            with open(out_dir / ".lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # two reconcilers must not append the same bytes
-                self._copy_logs(handle, app_id, out_dir)
-        return sorted(p for p in out_dir.glob("*/*") if p.name in ("stdout", "stderr"))
+        copier = self._log_copier(handle)
+        if copier is None:
+            return executor_logs.copied_files(run_dir / "executors")
+        return copier.collect(final=final)
 
     def follow_log(self, handle: Handle, executor: str, stream: str) -> None:
-        app_id = handle.get("app_id")  # recorded by status()/logs() through the reconciler
-        if not (app_id and self.collect_logs) or stream not in ("stdout", "stderr"):
-            return
-        out_dir = Path(handle["run_dir"]) / "executors"
-        ui = _read_json(out_dir / SOURCES_NAME).get(str(executor))
-        if not ui:
-            return  # not seen by logs() yet: the next reconcile finds its worker
-        with open(out_dir / ".lock", "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return  # logs() is copying right now
-            offsets = _read_json(out_dir / OFFSETS_NAME)
-            key = f"{executor}/{stream}"
-            offsets[key] = self._fetch_log(
-                ui, app_id, executor, stream, out_dir / key, offsets.get(key, 0), chunks=1, timeout=FOLLOW_TIMEOUT
-            )
-            write_atomic(out_dir / OFFSETS_NAME, json.dumps(offsets))
+        copier = self._log_copier(handle)  # the app id is recorded by status()/logs() through the reconciler
+        if copier is not None:
+            copier.follow(executor, stream)
 
-    def _copy_logs(self, handle: Handle, app_id: str, out_dir: Path) -> None:
-        try:
-            workers = self.master_state(self._rest(handle)).get("workers", [])
-        except BackendError:
-            return
-        offsets_path = out_dir / OFFSETS_NAME
-        offsets = _read_json(offsets_path)
-        sources = _read_json(out_dir / SOURCES_NAME)
-        for w in workers:
-            ui = (w.get("webuiaddress") or "").rstrip("/")
-            if not ui or w.get("state") == "DEAD":
-                continue
-            try:
-                info = requests.get(f"{ui}/json/", timeout=self.http_timeout).json()
-            except (requests.RequestException, ValueError):
-                continue
-            for ex in info.get("executors", []) + info.get("finishedexecutors", []):
-                if ex.get("appid") != app_id:
-                    continue
-                sources[str(ex["id"])] = ui
-                for log_type in ("stdout", "stderr"):
-                    key = f"{ex['id']}/{log_type}"
-                    offsets[key] = self._fetch_log(ui, app_id, ex["id"], log_type, out_dir / key, offsets.get(key, 0))
-        write_atomic(offsets_path, json.dumps(offsets))
-        write_atomic(out_dir / SOURCES_NAME, json.dumps(sources))
-
-    def _fetch_log(
-        self,
-        ui: str,
-        app_id: str,
-        exec_id,
-        log_type: str,
-        dest: Path,
-        offset: int,
-        chunks: int = LOG_MAX_CHUNKS,
-        timeout: float | None = None,
-    ) -> int:
-        """Append bytes [offset, end) of one executor log to dest; returns the new offset."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.touch()
-        params = {"appId": app_id, "executorId": exec_id, "logType": log_type, "byteLength": LOG_CHUNK}
-        for _ in range(chunks):
-            try:
-                resp = requests.get(
-                    f"{ui}/log/", params={**params, "offset": offset}, timeout=timeout or self.http_timeout
-                )
-                resp.raise_for_status()
-            except requests.RequestException:
-                break
-            header, _, body = resp.content.partition(b"\n")
-            m = LOG_HEADER_RE.match(header.decode(errors="replace"))
-            if not m:
-                break
-            _start, end, total = (int(g) for g in m.groups())
-            if end <= offset:
-                break
-            with open(dest, "ab") as f:
-                f.write(body)
-            offset = end
-            if end >= total:
-                break
-        return offset
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    def _log_copier(self, handle: Handle) -> executor_logs.LogCopier | None:
+        if not (handle.get("app_id") and self.collect_logs):
+            return None
+        return executor_logs.LogCopier(
+            handle["run_dir"],
+            handle["app_id"],
+            rest_url=handle.get("rest_url") or self.rest_url,
+            driver_ui=handle.get("ui_url"),
+            timeout=self.http_timeout,
+        )

@@ -388,7 +388,7 @@ class YarnBackend(StandaloneBackend):
 
     # -- logs ------------------------------------------------------------------------------------
 
-    def logs(self, handle: Handle) -> list[Path]:
+    def logs(self, handle: Handle, final: bool = False) -> list[Path]:
         """Aggregated container logs via `yarn logs`, once the app is finished and only if a `yarn`
         binary is on PATH. Live executor logs are on the NodeManager web UIs (via trackingUrl)."""
         run_dir = Path(handle["run_dir"])
