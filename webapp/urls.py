@@ -55,3 +55,6 @@ urlpatterns = [
     path("ingest/runs/<int:pk>/metrics", run_views.ingest_metrics, name="ingest_metrics"),
     path("api/", include("webapp.api.urls")),  # REST API, schema, docs, token page (docs/api.md)
 ]
+
+# A bad id, number or name in a request (webapp/params.py): 400 with what was wrong.
+handler400 = "webapp.params.bad_request"

@@ -6,6 +6,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from webapp import params
 from webapp.accounts.models import Team
 from webapp.accounts.services import can_edit_run
 from webapp.clusters.models import Cluster
@@ -14,13 +15,47 @@ from webapp.datasets.services import DEFAULT_TEST_FRACTION
 from webapp.runs import analysis, artifacts, metrics
 from webapp.runs.artifacts import MAX_CHUNK
 from webapp.runs.models import Run
+from webapp.runs.views import X_LIMIT
 
-MAX_INT = 2**31 - 1  # PostgreSQL integer columns
+MAX_INT = params.MAX_INT32  # PostgreSQL integer columns
+WIDEST_INT = 10**20 - 1  # what an integer field reads at all; its own range then says whether it fits
 
 
 def _url(request, name, *args):
     path = reverse(name, args=args)
     return request.build_absolute_uri(path) if request is not None else path
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer read by webapp.params (ASCII digits only): DRF's own takes '٣', ' 1 ', '1.0' and True."""
+
+    def __init__(self, **kwargs):
+        # Bounded always, so the schema says how big a value may be.
+        kwargs.setdefault("min_value", -params.MAX_ID)
+        kwargs.setdefault("max_value", params.MAX_ID)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        # The format here; the field's own range after, with DRF's messages.
+        try:
+            return params.parse_int(data, self.field_name, min_value=-WIDEST_INT, max_value=WIDEST_INT)
+        except params.BadParam:
+            self.fail("invalid")
+
+
+class StrictFloatField(serializers.FloatField):
+    """A finite number read by webapp.params (DRF's own takes 'nan', '٣' and True)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", -params.MAX_FLOAT)
+        kwargs.setdefault("max_value", params.MAX_FLOAT)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            return params.parse_float(data, self.field_name, min_value=-params.MAX_FLOAT, max_value=params.MAX_FLOAT)
+        except params.BadParam:
+            self.fail("invalid")
 
 
 class TeamSerializer(serializers.ModelSerializer):
@@ -156,14 +191,14 @@ class RunSubmitSerializer(serializers.Serializer):
         required=False, help_text="Team id or slug; optional when you are in one team (or chose one in the browser)."
     )
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    dataset = serializers.IntegerField(min_value=1, max_value=MAX_INT, help_text="Id of a READY dataset of the team.")
+    dataset = StrictIntegerField(min_value=1, max_value=MAX_INT, help_text="Id of a READY dataset of the team.")
     template = serializers.CharField(max_length=40, help_text="Template key: cnn, lstm, featurizer, imported.")
     hyperparameters = serializers.DictField(required=False, default=dict)
-    cluster = serializers.IntegerField(min_value=1, max_value=MAX_INT, help_text="Cluster id, see /api/clusters/.")
-    num_executors = serializers.IntegerField(min_value=1, max_value=MAX_INT, default=2)
-    executor_cores = serializers.IntegerField(min_value=1, max_value=MAX_INT, default=1)
-    executor_memory_mb = serializers.IntegerField(min_value=256, max_value=MAX_INT, default=2048)
-    gpus_per_executor = serializers.IntegerField(min_value=0, max_value=MAX_INT, default=0)
+    cluster = StrictIntegerField(min_value=1, max_value=MAX_INT, help_text="Cluster id, see /api/clusters/.")
+    num_executors = StrictIntegerField(min_value=1, max_value=MAX_INT, default=2)
+    executor_cores = StrictIntegerField(min_value=1, max_value=MAX_INT, default=1)
+    executor_memory_mb = StrictIntegerField(min_value=256, max_value=MAX_INT, default=2048)
+    gpus_per_executor = StrictIntegerField(min_value=0, max_value=MAX_INT, default=0)
     input_mode = serializers.ChoiceField(choices=Run.InputMode.choices, default=Run.InputMode.TENSORFLOW)
 
     def validate_dataset(self, value):
@@ -205,8 +240,8 @@ class RunEditSerializer(serializers.Serializer):
 
 
 class LogQuerySerializer(serializers.Serializer):
-    offset = serializers.IntegerField(min_value=0, default=0, help_text="Byte offset to read from.")
-    limit = serializers.IntegerField(min_value=1, max_value=MAX_CHUNK, default=MAX_CHUNK, help_text="Bytes at most.")
+    offset = StrictIntegerField(min_value=0, default=0, help_text="Byte offset to read from.")
+    limit = StrictIntegerField(min_value=1, max_value=MAX_CHUNK, default=MAX_CHUNK, help_text="Bytes at most.")
 
 
 class LogChunkSerializer(serializers.Serializer):
@@ -227,12 +262,16 @@ class LogFileSerializer(serializers.Serializer):
 
 
 class PredictionQuerySerializer(serializers.Serializer):
-    page = serializers.IntegerField(min_value=1, max_value=MAX_INT, default=1)
-    size = serializers.IntegerField(min_value=1, max_value=analysis.MAX_PER_PAGE, default=analysis.PER_PAGE)
-    true = serializers.IntegerField(required=False, min_value=0, help_text="Only rows of this true class (index).")
-    pred = serializers.IntegerField(required=False, min_value=0, help_text="Only rows predicted as this class.")
-    conf_min = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Confidence at least.")
-    conf_max = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Confidence at most.")
+    page = StrictIntegerField(min_value=1, max_value=MAX_INT, default=1)
+    size = StrictIntegerField(min_value=1, max_value=analysis.MAX_PER_PAGE, default=analysis.PER_PAGE)
+    true = StrictIntegerField(
+        required=False, min_value=0, max_value=MAX_INT, help_text="Only rows of this true class (index)."
+    )
+    pred = StrictIntegerField(
+        required=False, min_value=0, max_value=MAX_INT, help_text="Only rows predicted as this class."
+    )
+    conf_min = StrictFloatField(required=False, min_value=0, max_value=1, help_text="Confidence at least.")
+    conf_max = StrictFloatField(required=False, min_value=0, max_value=1, help_text="Confidence at most.")
     errors = serializers.BooleanField(required=False, help_text="1: misclassified rows only.")
 
 
@@ -282,9 +321,9 @@ class MetricsQuerySerializer(serializers.Serializer):
         required=False,
         help_text="Comma-separated metric names (" + ", ".join(sorted(metrics.ALLOWED_NAMES)) + "); all when absent.",
     )
-    start = serializers.FloatField(required=False, min_value=-1e15, max_value=1e15, help_text="Smallest x included.")
-    end = serializers.FloatField(required=False, min_value=-1e15, max_value=1e15, help_text="Largest x included.")
-    max_points = serializers.IntegerField(
+    start = StrictFloatField(required=False, min_value=-X_LIMIT, max_value=X_LIMIT, help_text="Smallest x included.")
+    end = StrictFloatField(required=False, min_value=-X_LIMIT, max_value=X_LIMIT, help_text="Largest x included.")
+    max_points = StrictIntegerField(
         min_value=4, max_value=metrics.MAX_MAX_POINTS, default=metrics.DEFAULT_MAX_POINTS, help_text="Per series."
     )
     x = serializers.ChoiceField(
@@ -376,7 +415,7 @@ class DatasetUploadSerializer(serializers.Serializer):
     x_key = serializers.CharField(required=False, default="x")
     y_key = serializers.CharField(required=False, default="y")
     image_size = serializers.CharField(required=False, help_text="ZIP of images: height x width, e.g. 64x64")
-    test_fraction = serializers.FloatField(required=False, min_value=0.01, max_value=0.9, default=DEFAULT_TEST_FRACTION)
+    test_fraction = StrictFloatField(required=False, min_value=0.01, max_value=0.9, default=DEFAULT_TEST_FRACTION)
     test_file = serializers.FileField(required=False, help_text="The test split as its own file.")
 
 

@@ -33,15 +33,6 @@ def team_runs(team):
     return Run.objects.filter(team=team).select_related("dataset", "cluster", "created_by").defer(*TABLE_DEFER)
 
 
-def _size(params) -> int:
-    raw = filters.text_param(params, "size")
-    if not raw:
-        return table.DEFAULT_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= table.MAX_SIZE:
-        raise filters.FilterError(f"a whole number from 1 to {table.MAX_SIZE}", "size")
-    return int(raw)
-
-
 @dataclass
 class TableView:
     """What the run table page shows for one request."""
@@ -97,7 +88,7 @@ def table_view(user, team, params) -> TableView:
         col, desc = table.parse_sort(sort)
         view.sort = table.sort_key(col, desc)
         qs = filters.filter_runs(team_runs(team), params)
-        view.page = table.page(qs, view.sort, filters.text_param(params, "cursor") or None, _size(params))
+        view.page = table.page(qs, view.sort, filters.text_param(params, "cursor") or None, table.page_size(params))
     except filters.FilterError as exc:
         view.error = exc.message
         return view
