@@ -7,17 +7,16 @@ headers, JSON values).
 - Bounded: every number has a range, by default one that fits a BigAutoField / bigint column.
 - Text: control characters (NUL included, which PostgreSQL cannot store) are refused, length bounded.
 
-A bad value raises BadParam, a django BadRequest: a page answers 400 through `bad_request` (the
-project's handler400, which shows the message), the API answers DRF's 400 `{"name": ["message"]}`
+A bad value raises BadParam, a django BadRequest: a page answers 400 through webapp/errors.py's
+handler400, which shows the message; the API answers DRF's 400 `{"name": ["message"]}`
 (webapp/api/errors.py).
 """
 
 import math
 import re
 
-from django.core.exceptions import BadRequest, ValidationError
-from django.http import JsonResponse
-from django.shortcuts import render
+from django.core.exceptions import BadRequest
+from django.core.validators import RegexValidator
 
 MAX_ID = 2**63 - 1  # BigAutoField, bigint columns
 MAX_INT32 = 2**31 - 1  # integer columns
@@ -120,28 +119,31 @@ def id_or_slug(value, name: str, *, max_length: int = 100) -> int | str:
     return text
 
 
+FLAGS = {"1": True, "true": True, "0": False, "false": False}
+
+
+def parse_flag(value, name: str, *, default: bool = False) -> bool:
+    """A yes/no parameter: 1 or true, 0 or false (exactly); None (absent) → `default`."""
+    if value is None:
+        return default
+    if value not in FLAGS:
+        raise BadParam(name, "must be 1, true, 0 or false")
+    return FLAGS[value]
+
+
 def int_param(query, name: str, **kwargs) -> int:
     """parse_int of a query/form parameter (a QueryDict or any mapping of strings)."""
     return parse_int(query.get(name), name, **kwargs)
 
 
-def no_control_characters(value: str) -> None:
-    """A Django form/model validator for names: the same rule as clean_text."""
-    if isinstance(value, str) and _CONTROL.search(value):
-        raise ValidationError("Control characters (such as NUL) are not allowed.", code="control_characters")
+def has_control_characters(text: str) -> bool:
+    return bool(_CONTROL.search(text))
 
 
-def _wants_json(request) -> bool:
-    return (
-        request.path.endswith(".json")
-        or request.headers.get("accept", "").startswith("application/json")
-        or request.headers.get("x-requested-with") == "XMLHttpRequest"
-    )
-
-
-def bad_request(request, exception=None):
-    """handler400: BadParam's message for the user; any other 400 (e.g. a suspicious request) stays generic."""
-    message = str(exception) if isinstance(exception, BadParam) else "The request was malformed."
-    if _wants_json(request):
-        return JsonResponse({"error": message}, status=400)
-    return render(request, "400.html", {"message": message}, status=400)
+# Names people give things (runs, datasets), as validators of forms and serializers; their patterns also
+# go into the OpenAPI schema. TEXT: no control characters. NAME: that, and not blank.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+CONTROL_MESSAGE = "Control characters (such as NUL) are not allowed."
+text_validator = RegexValidator(TEXT_PATTERN, CONTROL_MESSAGE, code="control_characters")
+name_validator = RegexValidator(NAME_PATTERN, "A name needs a visible character and no control characters.")

@@ -205,6 +205,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # served from static files (drf-spectacular-sidecar), no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request bodies as their own components: a FileField is binary there, not a URL.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webapp.api.schema.document_errors",  # the error statuses every operation can answer
+    ],
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "webapp.runs.states.Status",
         "DatasetStatusEnum": "webapp.datasets.states.Status",

@@ -56,5 +56,6 @@ urlpatterns = [
     path("api/", include("webapp.api.urls")),  # REST API, schema, docs, token page (docs/api.md)
 ]
 
-# A bad id, number or name in a request (webapp/params.py): 400 with what was wrong.
-handler400 = "webapp.params.bad_request"
+# A bad id, number or name in a request (webapp/params.py): 400 with what was wrong; JSON under /api/.
+handler400 = "webapp.errors.bad_request"
+handler404 = "webapp.errors.not_found"

@@ -290,3 +290,51 @@ def test_bad_request_page_says_what_was_wrong(web):
     assert resp.status_code == 400
     text = resp.content.decode()
     assert "team" in text and "whole number" in text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", ["٣", "³", " 3 x", "1e3", "9" * 5000, True, 3.5])
+def test_api_submit_hyperparameter_numbers(api, world, raw):
+    body = {
+        "dataset": world["dataset"].pk,
+        "template": "cnn",
+        "cluster": world["cluster"].pk,
+        "hyperparameters": {"epochs": raw},
+    }
+    resp = api.post("/api/runs/", body, format="json")
+    assert resp.status_code == 400
+    assert "integer" in _field_error(resp, "epochs")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["\x1b[31mred", "a\x00b", "tab\there", "   "])
+def test_api_run_name_with_control_characters_or_blank(api, world, name):
+    resp = api.patch(f"/api/runs/{world['run'].pk}/", {"name": name}, format="json")
+    assert resp.status_code == 400
+    _field_error(resp, "name")
+    world["run"].refresh_from_db()
+    assert world["run"].name == "r"
+
+
+@pytest.mark.django_db
+def test_api_unknown_route_is_a_json_404(api):
+    for path in ("/api/runs/abc/", "/api/runs/-1/", "/api/nothing/"):
+        resp = api.get(path)
+        assert resp.status_code == 404 and resp["Content-Type"] == "application/json"
+        assert resp.json() == {"detail": "Not found."}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", ["maybe", "", "TRUE", "yes", "\x00"])
+def test_api_dataset_archived_flag(api, raw):
+    resp = api.get("/api/datasets/", {"archived": raw})
+    assert resp.status_code == 400
+    _field_error(resp, "archived")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", [" loss", "loss,nope", "\x00"])
+def test_api_metric_names(api, world, raw):
+    resp = api.get(f"/api/runs/{world['run'].pk}/metrics/", {"names": raw})
+    assert resp.status_code == 400
+    _field_error(resp, "names")

@@ -9,6 +9,7 @@ from rest_framework import serializers
 from webapp import params
 from webapp.accounts.models import Team
 from webapp.accounts.services import can_edit_run
+from webapp.catalog.registry import TEMPLATES
 from webapp.clusters.models import Cluster
 from webapp.datasets.models import Dataset
 from webapp.datasets.services import DEFAULT_TEST_FRACTION
@@ -76,7 +77,7 @@ class RunListSerializer(serializers.ModelSerializer):
     team = TeamSerializer(read_only=True)
     dataset = RefSerializer(read_only=True)
     cluster = RefSerializer(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     tags = serializers.ListField(child=serializers.CharField(), source="tag_list", read_only=True)
 
     class Meta:
@@ -188,11 +189,15 @@ class RunSubmitSerializer(serializers.Serializer):
     holds the template's values (missing ones take the template defaults, see /api/templates/)."""
 
     team = serializers.CharField(
-        required=False, help_text="Team id or slug; optional when you are in one team (or chose one in the browser)."
+        required=False,
+        allow_blank=True,
+        help_text="Team id or slug; optional when you are in one team (or chose one in the browser).",
     )
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    name = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default="", validators=[params.text_validator]
+    )
     dataset = StrictIntegerField(min_value=1, max_value=MAX_INT, help_text="Id of a READY dataset of the team.")
-    template = serializers.CharField(max_length=40, help_text="Template key: cnn, lstm, featurizer, imported.")
+    template = serializers.ChoiceField(choices=list(TEMPLATES), help_text="Template key, see /api/templates/.")
     hyperparameters = serializers.DictField(required=False, default=dict)
     cluster = StrictIntegerField(min_value=1, max_value=MAX_INT, help_text="Cluster id, see /api/clusters/.")
     num_executors = StrictIntegerField(min_value=1, max_value=MAX_INT, default=2)
@@ -232,7 +237,10 @@ class TagsField(serializers.Field):
 class RunEditSerializer(serializers.Serializer):
     """Any of these; what is left out stays as it is."""
 
-    name = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=1000)
+    name = serializers.CharField(
+        required=False, trim_whitespace=False, max_length=Run._meta.get_field("name").max_length,
+        validators=[params.name_validator],
+    )
     tags = TagsField(required=False, help_text='A list of tags, or one string "a, b c". Replaces the run\'s tags.')
     notes = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=100_000)
     starred = serializers.BooleanField(required=False)
@@ -319,6 +327,8 @@ class RunPageSerializer(serializers.Serializer):
 class MetricsQuerySerializer(serializers.Serializer):
     names = serializers.CharField(
         required=False,
+        allow_blank=True,
+        trim_whitespace=False,
         help_text="Comma-separated metric names (" + ", ".join(sorted(metrics.ALLOWED_NAMES)) + "); all when absent.",
     )
     start = StrictFloatField(required=False, min_value=-X_LIMIT, max_value=X_LIMIT, help_text="Smallest x included.")
@@ -331,7 +341,7 @@ class MetricsQuerySerializer(serializers.Serializer):
     )
 
     def validate_names(self, value):
-        names = sorted({n.strip() for n in value.split(",") if n.strip()})
+        names = sorted(set(value.split(","))) if value else []
         unknown = [n for n in names if n not in metrics.ALLOWED_NAMES]
         if unknown:
             known = ", ".join(sorted(metrics.ALLOWED_NAMES))
@@ -363,7 +373,7 @@ class MetricsSerializer(serializers.Serializer):
 class DatasetSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     team = TeamSerializer(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     download = serializers.SerializerMethodField()
 
     class Meta:
@@ -406,8 +416,8 @@ class DatasetUploadSerializer(serializers.Serializer):
     """The multipart upload, as documented in the schema. The values are checked by the upload page's
     own form (webapp/datasets/forms.py UploadForm), so both refuse the same things with the same words."""
 
-    team = serializers.CharField(required=False, help_text="Team id or slug (see submitting runs).")
-    name = serializers.CharField(max_length=200)
+    team = serializers.CharField(required=False, allow_blank=True, help_text="Team id or slug (see submitting runs).")
+    name = serializers.CharField(max_length=200, validators=[params.name_validator])
     file = serializers.FileField(help_text="NPZ (arrays x, y), CSV/TSV/Parquet (a label column) or a ZIP of images.")
     label_column = serializers.CharField(required=False, default="label")
     layout = serializers.ChoiceField(choices=Dataset.Layout.choices, required=False, default=Dataset.Layout.IMAGE)
@@ -435,3 +445,26 @@ class ClusterSerializer(serializers.ModelSerializer):
             "limits",
         ]
         read_only_fields = fields
+
+
+class TemplateParamSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["int", "float", "str", "choice", "ref"])
+    default = serializers.JSONField()
+    help = serializers.CharField()
+    min = serializers.FloatField(required=False, help_text="int and float params")
+    max = serializers.FloatField(required=False, help_text="int and float params")
+    choices = serializers.ListField(child=serializers.CharField(), required=False)
+    refs = serializers.ListField(child=serializers.CharField(), required=False, help_text="run, file, app")
+
+
+class TemplateSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    description = serializers.CharField()
+    layouts = serializers.ListField(child=serializers.CharField())
+    params = TemplateParamSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

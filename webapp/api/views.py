@@ -252,7 +252,16 @@ class RunCancelView(APIView):
 class RunMetricsView(APIView):
     @extend_schema(
         operation_id="runs_metrics",
-        parameters=[s.MetricsQuerySerializer],
+        parameters=[
+            s.MetricsQuerySerializer,
+            OpenApiParameter(
+                "names",
+                {"type": "array", "items": {"type": "string", "enum": sorted(metrics.ALLOWED_NAMES)}},
+                style="form",
+                explode=False,
+                description="Metric names, comma-separated; all when absent.",
+            ),
+        ],
         responses={200: s.MetricsSerializer, 400: BAD, 404: NOT_FOUND},
     )
     def get(self, request, pk):
@@ -488,7 +497,12 @@ class DatasetPages(PageNumberPagination):
 DATASET_FILTERS = [
     OpenApiParameter("team", str, description="A team id or slug (default: all your teams)."),
     OpenApiParameter("status", str, description="Statuses, comma-separated (UPLOADED, CONVERTING, READY, ...)."),
-    OpenApiParameter("archived", bool, description="Include archived datasets (hidden by default)."),
+    OpenApiParameter(
+        "archived",
+        str,
+        enum=list(params.FLAGS),
+        description="1 or true: include archived datasets (hidden by default).",
+    ),
 ]
 
 
@@ -519,13 +533,13 @@ class DatasetListView(APIView):
     )
     def get(self, request):
         """Your teams' datasets, newest first."""
-        params = request.query_params
-        teams = perms.teams_param(request.user, params.get("team"))
+        query = request.query_params
+        teams = perms.teams_param(request.user, query.get("team"))
         qs = Dataset.objects.filter(team__in=teams).select_related("team", "created_by").order_by("-created_at", "-id")
-        if params.get("archived", "").lower() not in ("1", "true", "yes"):
+        if not params.parse_flag(query.get("archived"), "archived"):
             qs = qs.exclude(status=Dataset.Status.ARCHIVED)
         try:
-            wanted = filters.list_param(params, "status")
+            wanted = filters.list_param(query, "status")
         except filters.FilterError as exc:
             raise _filter_error(exc) from None
         if wanted:
@@ -590,7 +604,7 @@ class ClusterListView(APIView):
 
 
 class TemplateListView(APIView):
-    @extend_schema(operation_id="templates_list", responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="templates_list", responses={200: s.TemplateSerializer(many=True)})
     def get(self, request):
         """The model templates and their hyperparameters (name, kind, default, range or choices)."""
         return Response(template_schema())

@@ -13,6 +13,7 @@ from django.db import transaction
 from webapp.accounts.services import MANAGERS, SUBMITTERS, can_edit_run, can_edit_run_as, role_of
 from webapp.catalog.registry import TEMPLATES
 from webapp.datasets.models import Dataset
+from webapp.params import CONTROL_MESSAGE, has_control_characters
 from webapp.runs.models import Run, TagError
 from webapp.runs.states import Status
 
@@ -149,6 +150,8 @@ def update_run(user, run: Run, *, name: str | None = None, tags=None, notes: str
     _check(user, run)
     if any("\x00" in str(v) for v in (name, tags, notes) if v is not None):
         raise EditError("Text may not contain NUL characters.")
+    if name is not None and has_control_characters(name):
+        raise EditError(f"A name: {CONTROL_MESSAGE}")
     fields = {}
     if name is not None:
         name = name.strip()
