@@ -111,7 +111,7 @@ def id_or_slug(value, name: str, *, max_length: int = 100) -> int | str:
     """A team-like reference: an id (ASCII digits) or a slug (letters, digits, - and _)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return parse_id(value, name)
-    text = clean_text(value, name, max_length=max_length)
+    text = clean_text(value, name, max_length=max_length, strip=False)
     if text.isascii() and text.isdigit():
         return parse_id(text, name)
     if not _SLUG.fullmatch(text):

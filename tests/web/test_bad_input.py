@@ -21,14 +21,15 @@ BAD_LIST_IDS = [v for v in BAD_NUMBERS if v != " 1 "] + ["1,³", "1,,\x00"]
 
 
 @pytest.fixture
-def world(alice, cluster, digits_dataset):
+def world(alice, cluster):
     user, team = alice
-    run = Run.objects.create(
-        team=team, created_by=user, dataset=digits_dataset, cluster=cluster, name="r", template="cnn"
+    dataset = Dataset.objects.create(
+        team=team, name="digits", status=Dataset.Status.READY, shape=[8, 8, 1], num_classes=10, source_format="npz"
     )
+    run = Run.objects.create(team=team, created_by=user, dataset=dataset, cluster=cluster, name="r", template="cnn")
     run.run_dir.mkdir(parents=True, exist_ok=True)
     (run.run_dir / "driver.log").write_text("hello\nworld\n")
-    return {"user": user, "team": team, "run": run, "dataset": digits_dataset, "cluster": cluster}
+    return {"user": user, "team": team, "run": run, "dataset": dataset, "cluster": cluster}
 
 
 @pytest.fixture
@@ -96,48 +97,53 @@ def test_clean_text_keeps_ordinary_text_and_bounds_it():
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["/api/runs/", "/api/datasets/"])
-@pytest.mark.parametrize("raw", BAD_NUMBERS + BAD_NAMES + ["no-such-team"])
-def test_api_list_team_param(api, path, raw):
-    resp = api.get(path, {"team": raw})
-    assert resp.status_code == 400
-    _field_error(resp, "team")
+def test_api_list_team_param(api, path, subtests):
+    for raw in BAD_NUMBERS + BAD_NAMES + ["no-such-team"]:
+        with subtests.test(raw=raw):
+            resp = api.get(path, {"team": raw})
+            assert resp.status_code == 400
+            _field_error(resp, "team")
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", BAD_NUMBERS + BAD_NAMES + [10**30, -1, True, [1], {"a": 1}])
-def test_api_submit_team_field(api, world, raw):
-    body = {"team": raw, "dataset": world["dataset"].pk, "template": "cnn", "cluster": world["cluster"].pk}
-    resp = api.post("/api/runs/", body, format="json")
-    assert resp.status_code == 400
-    _field_error(resp, "team")
-    assert not Run.objects.exclude(pk=world["run"].pk).exists()
+def test_api_submit_team_field(api, world, subtests):
+    for raw in BAD_NUMBERS + BAD_NAMES + [10**30, -1, True, [1], {"a": 1}]:
+        with subtests.test(raw=raw):
+            body = {"team": raw, "dataset": world["dataset"].pk, "template": "cnn", "cluster": world["cluster"].pk}
+            resp = api.post("/api/runs/", body, format="json")
+            assert resp.status_code == 400
+            _field_error(resp, "team")
+            assert not Run.objects.exclude(pk=world["run"].pk).exists()
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", BAD_NUMBERS + BAD_NAMES)
-def test_api_upload_team_field(api, world, raw):
-    upload = SimpleUploadedFile("d.csv", b"a,label\n1,0\n2,1\n")
-    resp = api.post("/api/datasets/", {"team": raw, "name": "x", "file": upload}, format="multipart")
-    assert resp.status_code == 400
-    _field_error(resp, "team")
-    assert list(Dataset.objects.values_list("name", flat=True)) == ["digits"]
+def test_api_upload_team_field(api, world, subtests):
+    for raw in BAD_NUMBERS + BAD_NAMES:
+        with subtests.test(raw=raw):
+            upload = SimpleUploadedFile("d.csv", b"a,label\n1,0\n2,1\n")
+            resp = api.post("/api/datasets/", {"team": raw, "name": "x", "file": upload}, format="multipart")
+            assert resp.status_code == 400
+            _field_error(resp, "team")
+            assert list(Dataset.objects.values_list("name", flat=True)) == ["digits"]
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", BAD_LIST_IDS)
-def test_api_run_filter_dataset_ids(api, raw):
-    resp = api.get("/api/runs/", {"dataset": raw})
-    assert resp.status_code == 400
-    _field_error(resp, "dataset")
+def test_api_run_filter_dataset_ids(api, subtests):
+    for raw in BAD_LIST_IDS:
+        with subtests.test(raw=raw):
+            resp = api.get("/api/runs/", {"dataset": raw})
+            assert resp.status_code == 400
+            _field_error(resp, "dataset")
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", ["size", "page"])
-@pytest.mark.parametrize("raw", BAD_NUMBERS + ["0"])
-def test_api_dataset_paging(api, name, raw):
-    resp = api.get("/api/datasets/", {name: raw})
-    assert resp.status_code == 400
-    _field_error(resp, name)
+def test_api_dataset_paging(api, name, subtests):
+    for raw in BAD_NUMBERS + ["0"]:
+        with subtests.test(raw=raw):
+            resp = api.get("/api/datasets/", {name: raw})
+            assert resp.status_code == 400
+            _field_error(resp, name)
 
 
 @pytest.mark.django_db
@@ -160,37 +166,41 @@ def test_api_dataset_list_is_paginated_and_a_page_past_the_end_is_404(api):
         ("metrics/", "max_points"),
     ],
 )
-@pytest.mark.parametrize("raw", BAD_NUMBERS)
-def test_api_run_query_numbers(api, world, suffix, name, raw):
-    resp = api.get(f"/api/runs/{world['run'].pk}/{suffix}", {name: raw})
-    assert resp.status_code == 400
-    _field_error(resp, name)
+def test_api_run_query_numbers(api, world, suffix, name, subtests):
+    for raw in BAD_NUMBERS:
+        with subtests.test(raw=raw):
+            resp = api.get(f"/api/runs/{world['run'].pk}/{suffix}", {name: raw})
+            assert resp.status_code == 400
+            _field_error(resp, name)
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", [str(10**30), str(2**63), "99999999999"])
-def test_api_huge_path_id_is_404(api, raw):
-    assert api.get(f"/api/runs/{raw}/").status_code == 404
-    assert api.get(f"/api/datasets/{raw}/").status_code == 404
+def test_api_huge_path_id_is_404(api, subtests):
+    for raw in [str(10**30), str(2**63), "99999999999"]:
+        with subtests.test(raw=raw):
+            assert api.get(f"/api/runs/{raw}/").status_code == 404
+            assert api.get(f"/api/datasets/{raw}/").status_code == 404
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("header", ["Token sdk_\x00abc", "Token sdk_" + "é" * 10, "Bearer \x01", "Token " + "a" * 5000])
-def test_api_bad_token_header_is_401(world, header):
-    c = APIClient(raise_request_exception=False)
-    resp = c.get("/api/runs/", HTTP_AUTHORIZATION=header)
-    assert resp.status_code == 401
+def test_api_bad_token_header_is_401(world, subtests):
+    for header in ["Token sdk_\x00abc", "Token sdk_" + "é" * 10, "Bearer \x01", "Token " + "a" * 5000]:
+        with subtests.test(header=header):
+            c = APIClient(raise_request_exception=False)
+            resp = c.get("/api/runs/", HTTP_AUTHORIZATION=header)
+            assert resp.status_code == 401
 
 
 # ---------------------------------------------------------------- the pages
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", BAD_NUMBERS + ["abc", ""])
-def test_switch_team_bad_id(web, raw):
-    resp = web.post("/accounts/team/", {"team": raw})
-    assert resp.status_code == 400
-    assert "team" in resp.content.decode()
+def test_switch_team_bad_id(web, subtests):
+    for raw in BAD_NUMBERS + ["abc", ""]:
+        with subtests.test(raw=raw):
+            resp = web.post("/accounts/team/", {"team": raw})
+            assert resp.status_code == 400
+            assert "team" in resp.content.decode()
 
 
 @pytest.mark.django_db
@@ -201,11 +211,12 @@ def test_switch_team_unknown_or_other_team_is_404(web, bob):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", BAD_LIST_IDS)
-def test_run_table_dataset_filter(web, raw):
-    resp = web.get("/", {"dataset": raw})
-    assert resp.status_code == 400
-    assert "dataset" in resp.content.decode()
+def test_run_table_dataset_filter(web, subtests):
+    for raw in BAD_LIST_IDS:
+        with subtests.test(raw=raw):
+            resp = web.get("/", {"dataset": raw})
+            assert resp.status_code == 400
+            assert "dataset" in resp.content.decode()
 
 
 @pytest.mark.django_db
@@ -218,18 +229,22 @@ def test_run_table_dataset_filter(web, raw):
         ("log-search.json", "max"),
     ],
 )
-@pytest.mark.parametrize("raw", BAD_NUMBERS)
-def test_run_page_numbers(web, world, suffix, name, raw):
-    resp = web.get(f"/runs/{world['run'].pk}/{suffix}", {name: raw, "q": "hello"}, HTTP_ACCEPT="application/json")
-    assert resp.status_code == 400
-    assert name in resp.content.decode()
+def test_run_page_numbers(web, world, suffix, name, subtests):
+    for raw in BAD_NUMBERS:
+        with subtests.test(raw=raw):
+            resp = web.get(
+                f"/runs/{world['run'].pk}/{suffix}", {name: raw, "q": "hello"}, HTTP_ACCEPT="application/json"
+            )
+            assert resp.status_code == 400
+            assert name in resp.content.decode()
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", [v for v in BAD_NUMBERS if v != "-1"] + ["-2"])
-def test_live_log_offset(web, world, raw):
-    resp = web.get(f"/runs/{world['run'].pk}/live.json", {"log": "driver", "off:driver": raw})
-    assert resp.status_code == 400
+def test_live_log_offset(web, world, subtests):
+    for raw in [v for v in BAD_NUMBERS if v != "-1"] + ["-2"]:
+        with subtests.test(raw=raw):
+            resp = web.get(f"/runs/{world['run'].pk}/live.json", {"log": "driver", "off:driver": raw})
+            assert resp.status_code == 400
 
 
 @pytest.mark.django_db
@@ -240,48 +255,58 @@ def test_live_log_offset_minus_one_means_the_tail(web, world):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", ["start", "end"])
-@pytest.mark.parametrize("raw", ["\x00", "1e400", "nan", "inf", "1e300", "³", "-1e300"])
-def test_series_range(web, world, name, raw):
-    resp = web.get(f"/runs/{world['run'].pk}/series.json", {name: raw})
-    assert resp.status_code == 400
+def test_series_range(web, world, name, subtests):
+    for raw in ["\x00", "1e400", "nan", "inf", "1e300", "³", "-1e300"]:
+        with subtests.test(raw=raw):
+            resp = web.get(f"/runs/{world['run'].pk}/series.json", {name: raw})
+            assert resp.status_code == 400
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", BAD_NUMBERS)
-def test_rerun_from(web, raw):
-    resp = web.get("/runs/new/", {"from": raw})
-    assert resp.status_code == 400
+def test_rerun_from(web, subtests):
+    for raw in BAD_NUMBERS:
+        with subtests.test(raw=raw):
+            resp = web.get("/runs/new/", {"from": raw})
+            assert resp.status_code == 400
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", BAD_LIST_IDS)
-def test_compare_ids(web, world, raw):
-    resp = web.get("/runs/compare/data.json", {"ids": f"{world['run'].pk},{raw}"})
-    assert resp.status_code == 400
+def test_compare_ids(web, world, subtests):
+    for raw in BAD_LIST_IDS:
+        with subtests.test(raw=raw):
+            resp = web.get("/runs/compare/data.json", {"ids": f"{world['run'].pk},{raw}"})
+            assert resp.status_code == 400
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", BAD_NUMBERS)
-def test_member_role_change_bad_membership(web, world, raw):
-    Membership.objects.filter(user=world["user"]).update(role=Membership.Role.OWNER)
-    resp = web.post("/accounts/team/members/", {"action": "role", "membership": raw, "role": "admin"})
-    assert resp.status_code == 400
+def test_member_role_change_bad_membership(web, world, subtests):
+    for raw in BAD_NUMBERS:
+        with subtests.test(raw=raw):
+            Membership.objects.filter(user=world["user"]).update(role=Membership.Role.OWNER)
+            resp = web.post("/accounts/team/members/", {"action": "role", "membership": raw, "role": "admin"})
+            assert resp.status_code == 400
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", [str(10**30), str(2**63)])
 @pytest.mark.parametrize("path", ["/runs/{}/", "/runs/{}/live.json", "/datasets/{}/", "/models/{}/"])
-def test_huge_path_id_is_404(web, path, raw):
-    assert web.get(path.format(raw)).status_code == 404
+def test_huge_path_id_is_404(web, path, subtests):
+    for raw in [str(10**30), str(2**63)]:
+        with subtests.test(raw=raw):
+            assert web.get(path.format(raw)).status_code == 404
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", ["³", "-5", "1" * 30, "\x00"])
-def test_upload_bad_content_length_header(web, raw):
-    resp = web.generic(
-        "POST", "/datasets/upload/", b"x" * 10, content_type="multipart/form-data; boundary=zz", CONTENT_LENGTH=raw
-    )
-    assert resp.status_code == 400
+def test_upload_bad_content_length_header(web, subtests):
+    for raw in ["³", "-5", "1" * 30, "\x00"]:
+        with subtests.test(raw=raw):
+            resp = web.generic(
+                "POST",
+                "/datasets/upload/",
+                b"x" * 10,
+                content_type="multipart/form-data; boundary=zz",
+                CONTENT_LENGTH=raw,
+            )
+            assert resp.status_code == 400
 
 
 @pytest.mark.django_db
@@ -293,27 +318,29 @@ def test_bad_request_page_says_what_was_wrong(web):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", ["٣", "³", " 3 x", "1e3", "9" * 5000, True, 3.5])
-def test_api_submit_hyperparameter_numbers(api, world, raw):
-    body = {
-        "dataset": world["dataset"].pk,
-        "template": "cnn",
-        "cluster": world["cluster"].pk,
-        "hyperparameters": {"epochs": raw},
-    }
-    resp = api.post("/api/runs/", body, format="json")
-    assert resp.status_code == 400
-    assert "integer" in _field_error(resp, "epochs")
+def test_api_submit_hyperparameter_numbers(api, world, subtests):
+    for raw in ["٣", "³", " 3 x", "1e3", "9" * 5000, True, 3.5]:
+        with subtests.test(raw=raw):
+            body = {
+                "dataset": world["dataset"].pk,
+                "template": "cnn",
+                "cluster": world["cluster"].pk,
+                "hyperparameters": {"epochs": raw},
+            }
+            resp = api.post("/api/runs/", body, format="json")
+            assert resp.status_code == 400
+            assert "integer" in _field_error(resp, "epochs")
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("name", ["\x1b[31mred", "a\x00b", "tab\there", "   "])
-def test_api_run_name_with_control_characters_or_blank(api, world, name):
-    resp = api.patch(f"/api/runs/{world['run'].pk}/", {"name": name}, format="json")
-    assert resp.status_code == 400
-    _field_error(resp, "name")
-    world["run"].refresh_from_db()
-    assert world["run"].name == "r"
+def test_api_run_name_with_control_characters_or_blank(api, world, subtests):
+    for name in ["\x1b[31mred", "a\x00b", "tab\there", "   "]:
+        with subtests.test(name=name):
+            resp = api.patch(f"/api/runs/{world['run'].pk}/", {"name": name}, format="json")
+            assert resp.status_code == 400
+            _field_error(resp, "name")
+            world["run"].refresh_from_db()
+            assert world["run"].name == "r"
 
 
 @pytest.mark.django_db
@@ -325,16 +352,18 @@ def test_api_unknown_route_is_a_json_404(api):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", ["maybe", "", "TRUE", "yes", "\x00"])
-def test_api_dataset_archived_flag(api, raw):
-    resp = api.get("/api/datasets/", {"archived": raw})
-    assert resp.status_code == 400
-    _field_error(resp, "archived")
+def test_api_dataset_archived_flag(api, subtests):
+    for raw in ["maybe", "", "TRUE", "yes", "\x00"]:
+        with subtests.test(raw=raw):
+            resp = api.get("/api/datasets/", {"archived": raw})
+            assert resp.status_code == 400
+            _field_error(resp, "archived")
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", [" loss", "loss,nope", "\x00"])
-def test_api_metric_names(api, world, raw):
-    resp = api.get(f"/api/runs/{world['run'].pk}/metrics/", {"names": raw})
-    assert resp.status_code == 400
-    _field_error(resp, "names")
+def test_api_metric_names(api, world, subtests):
+    for raw in [" loss", "loss,nope", "\x00"]:
+        with subtests.test(raw=raw):
+            resp = api.get(f"/api/runs/{world['run'].pk}/metrics/", {"names": raw})
+            assert resp.status_code == 400
+            _field_error(resp, "names")

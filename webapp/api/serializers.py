@@ -238,7 +238,9 @@ class RunEditSerializer(serializers.Serializer):
     """Any of these; what is left out stays as it is."""
 
     name = serializers.CharField(
-        required=False, trim_whitespace=False, max_length=Run._meta.get_field("name").max_length,
+        required=False,
+        trim_whitespace=False,
+        max_length=Run._meta.get_field("name").max_length,
         validators=[params.name_validator],
     )
     tags = TagsField(required=False, help_text='A list of tags, or one string "a, b c". Replaces the run\'s tags.')
