@@ -24,6 +24,7 @@ urlpatterns = [
     path("", history_views.run_table, name="dashboard"),  # the run table: the team's home page
     path("datasets/", dataset_views.dataset_list, name="dataset_list"),
     path("datasets/upload/", dataset_views.dataset_upload, name="dataset_upload"),
+    path("datasets/clear-failed/", dataset_views.dataset_clear_failed, name="dataset_clear_failed"),
     path("datasets/<int:pk>/", dataset_views.dataset_detail, name="dataset_detail"),
     path("datasets/<int:pk>/download/", dataset_views.dataset_download, name="dataset_download"),
     path("datasets/<int:pk>/status.json", dataset_views.dataset_status, name="dataset_status"),
