@@ -43,9 +43,12 @@ def _range_text(min_value, max_value) -> str:
     return f"from {min_value} to {max_value}"
 
 
-def parse_int(value, name: str, *, min_value: int = 0, max_value: int = MAX_ID, default=REQUIRED) -> int:
-    """`value` (a str, or an int from JSON) as an int in [min_value, max_value]; None or "" → `default`."""
-    if value is None or value == "":
+def parse_int(
+    value, name: str, *, min_value: int = 0, max_value: int = MAX_ID, default=REQUIRED, blank_is_absent: bool = True
+) -> int:
+    """`value` (a str, or an int from JSON) as an int in [min_value, max_value]; None → `default`, and ""
+    too unless `blank_is_absent` is False (then "" is refused like any other non-number)."""
+    if value is None or (value == "" and blank_is_absent):
         if default is REQUIRED:
             raise BadParam(name, f"required: a whole number {_range_text(min_value, max_value)}")
         return default

@@ -15,7 +15,7 @@ from webapp.datasets.models import Dataset
 from webapp.datasets.services import DEFAULT_TEST_FRACTION
 from webapp.runs import analysis, artifacts, metrics
 from webapp.runs.artifacts import MAX_CHUNK
-from webapp.runs.models import Run
+from webapp.runs.models import MAX_TAG_LENGTH, MAX_TAGS, Run
 from webapp.runs.views import X_LIMIT
 
 MAX_INT = params.MAX_INT32  # PostgreSQL integer columns
@@ -57,6 +57,22 @@ class StrictFloatField(serializers.FloatField):
             return params.parse_float(data, self.field_name, min_value=-params.MAX_FLOAT, max_value=params.MAX_FLOAT)
         except params.BadParam:
             self.fail("invalid")
+
+
+class StrictCharField(serializers.CharField):
+    """Text only: DRF's own CharField takes a number and makes it text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "string", "pattern": "^[-a-zA-Z0-9_]*$", "maxLength": 100}, {"type": "integer", "minimum": 1}]}
+)
+class TeamRefField(serializers.CharField):
+    """A team's id (a number or its digits) or slug; read by webapp.params.id_or_slug in permissions.py."""
 
 
 class TeamSerializer(serializers.ModelSerializer):
@@ -188,12 +204,12 @@ class RunSubmitSerializer(serializers.Serializer):
     """A run request. Resource fields default to the run form's initial values; `hyperparameters`
     holds the template's values (missing ones take the template defaults, see /api/templates/)."""
 
-    team = serializers.CharField(
+    team = TeamRefField(
         required=False,
         allow_blank=True,
         help_text="Team id or slug; optional when you are in one team (or chose one in the browser).",
     )
-    name = serializers.CharField(
+    name = StrictCharField(
         max_length=200, required=False, allow_blank=True, default="", validators=[params.text_validator]
     )
     dataset = StrictIntegerField(min_value=1, max_value=MAX_INT, help_text="Id of a READY dataset of the team.")
@@ -219,14 +235,29 @@ class RunSubmitSerializer(serializers.Serializer):
         return cluster
 
 
-@extend_schema_field({"type": "array", "items": {"type": "string"}})
+# Run.set_tags' rule (webapp/runs/models.py normalize_tags) as the schema says it: blanks around a tag
+# and empty ones are dropped, tags are compared in lower case.
+_TAG = rf"[A-Za-z0-9][A-Za-z0-9_.:+-]{{0,{MAX_TAG_LENGTH - 1}}}"
+TAGS_SCHEMA = {
+    "oneOf": [
+        {
+            "type": "array",
+            "maxItems": MAX_TAGS,
+            "items": {"type": "string", "pattern": rf"^\s*({_TAG})?\s*$"},
+        },
+        {"type": "string", "pattern": rf"^[\s,]*({_TAG}([\s,]+|$))*$"},
+    ]
+}
+
+
+@extend_schema_field(TAGS_SCHEMA)
 class TagsField(serializers.Field):
     """A list of tags, or one string of them ("a, b c"); normalized and checked by Run.set_tags."""
 
     def to_internal_value(self, data):
         if isinstance(data, str):
             return data
-        if isinstance(data, list) and len(data) <= 200 and all(isinstance(t, str) for t in data):
+        if isinstance(data, list) and len(data) <= MAX_TAGS and all(isinstance(t, str) for t in data):
             return data
         raise serializers.ValidationError("A list of tags (strings), or one string of them.")
 
@@ -237,14 +268,14 @@ class TagsField(serializers.Field):
 class RunEditSerializer(serializers.Serializer):
     """Any of these; what is left out stays as it is."""
 
-    name = serializers.CharField(
+    name = StrictCharField(
         required=False,
         trim_whitespace=False,
         max_length=Run._meta.get_field("name").max_length,
         validators=[params.name_validator],
     )
     tags = TagsField(required=False, help_text='A list of tags, or one string "a, b c". Replaces the run\'s tags.')
-    notes = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=100_000)
+    notes = StrictCharField(required=False, allow_blank=True, trim_whitespace=False, max_length=100_000)
     starred = serializers.BooleanField(required=False)
     archived = serializers.BooleanField(required=False)
 
@@ -327,7 +358,7 @@ class RunPageSerializer(serializers.Serializer):
 
 
 class MetricsQuerySerializer(serializers.Serializer):
-    names = serializers.CharField(
+    names = StrictCharField(
         required=False,
         allow_blank=True,
         trim_whitespace=False,
@@ -418,15 +449,15 @@ class DatasetUploadSerializer(serializers.Serializer):
     """The multipart upload, as documented in the schema. The values are checked by the upload page's
     own form (webapp/datasets/forms.py UploadForm), so both refuse the same things with the same words."""
 
-    team = serializers.CharField(required=False, allow_blank=True, help_text="Team id or slug (see submitting runs).")
-    name = serializers.CharField(max_length=200, validators=[params.name_validator])
+    team = TeamRefField(required=False, allow_blank=True, help_text="Team id or slug (see submitting runs).")
+    name = StrictCharField(max_length=200, validators=[params.name_validator])
     file = serializers.FileField(help_text="NPZ (arrays x, y), CSV/TSV/Parquet (a label column) or a ZIP of images.")
-    label_column = serializers.CharField(required=False, default="label")
+    label_column = StrictCharField(required=False, default="label")
     layout = serializers.ChoiceField(choices=Dataset.Layout.choices, required=False, default=Dataset.Layout.IMAGE)
-    shape = serializers.CharField(required=False, help_text="e.g. 28x28, 28x28x3, 20x3; empty = inferred")
-    x_key = serializers.CharField(required=False, default="x")
-    y_key = serializers.CharField(required=False, default="y")
-    image_size = serializers.CharField(required=False, help_text="ZIP of images: height x width, e.g. 64x64")
+    shape = StrictCharField(required=False, help_text="e.g. 28x28, 28x28x3, 20x3; empty = inferred")
+    x_key = StrictCharField(required=False, default="x")
+    y_key = StrictCharField(required=False, default="y")
+    image_size = StrictCharField(required=False, help_text="ZIP of images: height x width, e.g. 64x64")
     test_fraction = StrictFloatField(required=False, min_value=0.01, max_value=0.9, default=DEFAULT_TEST_FRACTION)
     test_file = serializers.FileField(required=False, help_text="The test split as its own file.")
 

@@ -488,10 +488,13 @@ class DatasetPages(PageNumberPagination):
 
     def get_page_size(self, request):
         q = request.query_params
-        return params.int_param(q, "size", min_value=1, max_value=self.max_page_size, default=self.page_size)
+        return params.int_param(
+            q, "size", min_value=1, max_value=self.max_page_size, default=self.page_size, blank_is_absent=False
+        )
 
     def get_page_number(self, request, paginator):
-        return params.int_param(request.query_params, "page", min_value=1, max_value=self.max_page, default=1)
+        q = request.query_params
+        return params.int_param(q, "page", min_value=1, max_value=self.max_page, default=1, blank_is_absent=False)
 
 
 DATASET_FILTERS = [
