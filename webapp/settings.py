@@ -284,6 +284,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "webapp.api.errors.handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Sparkdeck API",
@@ -294,6 +295,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # served from static files (drf-spectacular-sidecar), no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request bodies as their own components: a FileField is binary there, not a URL.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webapp.api.schema.document_errors",  # the error statuses every operation can answer
+    ],
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "webapp.runs.states.Status",
         "DatasetStatusEnum": "webapp.datasets.states.Status",

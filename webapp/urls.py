@@ -24,6 +24,7 @@ urlpatterns = [
     path("", history_views.run_table, name="dashboard"),  # the run table: the team's home page
     path("datasets/", dataset_views.dataset_list, name="dataset_list"),
     path("datasets/upload/", dataset_views.dataset_upload, name="dataset_upload"),
+    path("datasets/clear-failed/", dataset_views.dataset_clear_failed, name="dataset_clear_failed"),
     path("datasets/<int:pk>/", dataset_views.dataset_detail, name="dataset_detail"),
     path("datasets/<int:pk>/download/", dataset_views.dataset_download, name="dataset_download"),
     path("datasets/<int:pk>/status.json", dataset_views.dataset_status, name="dataset_status"),
@@ -55,3 +56,7 @@ urlpatterns = [
     path("ingest/runs/<int:pk>/metrics", run_views.ingest_metrics, name="ingest_metrics"),
     path("api/", include("webapp.api.urls")),  # REST API, schema, docs, token page (docs/api.md)
 ]
+
+# A bad id, number or name in a request (webapp/params.py): 400 with what was wrong; JSON under /api/.
+handler400 = "webapp.errors.bad_request"
+handler404 = "webapp.errors.not_found"

@@ -163,6 +163,7 @@ def test_upload_that_cannot_be_queued_fails_with_a_reason(uploaded, monkeypatch)
     uploaded.queued[0]()
     uploaded.refresh_from_db()
     assert uploaded.status == S.FAILED and uploaded.status_reason == services.QUEUE_FAILURE
+    assert not uploaded.storage_dir.exists()
 
 
 @pytest.mark.django_db
@@ -215,7 +216,7 @@ def test_convert_leaves_a_dataset_another_worker_claimed(uploaded, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_bad_file_fails_with_the_message_and_keeps_only_the_upload(alice, django_capture_on_commit_callbacks):
+def test_bad_file_fails_with_the_message_and_keeps_no_file(alice, django_capture_on_commit_callbacks):
     user, team = alice
     with django_capture_on_commit_callbacks(execute=False):
         ds = services.create_dataset(
@@ -223,9 +224,8 @@ def test_bad_file_fails_with_the_message_and_keeps_only_the_upload(alice, django
         )
     ds = services.convert(ds.pk)
     assert ds.status == S.FAILED and "row" in ds.status_reason.lower()
-    assert converted_files(ds) == []
-    assert ds.original_path().read_bytes() == b"a,b,label\n1,2,0\n3,0\n"
-    assert ds.size_on_disk == ds.size_bytes
+    assert not ds.storage_dir.exists()  # neither converted files nor the upload
+    assert ds.size_on_disk == 0 and ds.size_bytes == len(b"a,b,label\n1,2,0\n3,0\n")
 
 
 @pytest.mark.django_db
@@ -513,6 +513,7 @@ def test_a_conversion_whose_worker_vanished_is_failed_by_the_sweep(uploaded, set
     assert fail_stale_conversions(now=timezone.now() + timedelta(seconds=601)) == 1
     uploaded.refresh_from_db()
     assert uploaded.status == Status.FAILED and "did not finish within 10 minutes" in uploaded.status_reason
+    assert not uploaded.storage_dir.exists()
 
 
 def test_an_uploaded_dataset_whose_conversion_task_was_lost_is_queued_again(uploaded, settings, monkeypatch):

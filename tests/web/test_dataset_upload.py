@@ -19,10 +19,6 @@ def stored_files(settings):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-def converted_files(ds):
-    return sorted(p.name for p in ds.storage_dir.iterdir() if p.name != "upload")
-
-
 @pytest.mark.django_db
 def test_upload_npz_then_dataset_page(client_a, digits_npz, upload_converted):
     f = SimpleUploadedFile("digits.npz", digits_npz.read_bytes())
@@ -70,13 +66,13 @@ def test_unusable_file_is_refused_at_once_and_stores_nothing(client_a, settings,
 
 
 @pytest.mark.django_db
-def test_file_that_fails_conversion_ends_failed_keeping_only_the_upload(client_a, upload_converted):
+def test_file_that_fails_conversion_ends_failed_keeping_no_file(client_a, upload_converted):
     f = SimpleUploadedFile("ragged.csv", b"a,b,label\n1,2,0\n3,0\n")
     resp = upload_converted(client_a, {"name": "bad", "file": f}, **XHR)
     assert resp.status_code == 200  # stored; the conversion's verdict is on the dataset page
     ds = Dataset.objects.get(name="bad")
     assert ds.status == Dataset.Status.FAILED and "row" in ds.status_reason.lower()
-    assert converted_files(ds) == [] and ds.original_path().exists()
+    assert not ds.storage_dir.exists()  # the row says why; no file of it stays
     page = client_a.get(ds.get_absolute_url()).content.decode()
     assert ds.status_reason in page.replace("&#x27;", "'") and "Train on it" not in page
 
@@ -207,7 +203,7 @@ def test_shape_that_does_not_fit_the_data_fails_the_conversion(client_a, tmp_pat
     assert resp.status_code == 200
     ds = Dataset.objects.get(name="bad")
     assert ds.status == Dataset.Status.FAILED and message in ds.status_reason
-    assert converted_files(ds) == []
+    assert not ds.storage_dir.exists()
 
 
 def images_zip(path, sizes):

@@ -1,8 +1,9 @@
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
+
+from webapp.params import int_param, parse_id
 
 from .models import Membership
 from .services import (
@@ -20,7 +21,7 @@ from .services import (
 
 @require_POST
 def switch_team(request):
-    team = get_object_or_404(teams_for(request.user), pk=request.POST.get("team"))
+    team = get_object_or_404(teams_for(request.user), pk=int_param(request.POST, "team", min_value=1))
     request.session["team_id"] = team.pk
     return redirect("dashboard")
 
@@ -39,10 +40,10 @@ def team_members(request):
                 m = add_member(team, request.user, request.POST.get("username", ""), request.POST.get("role", "member"))
                 messages.success(request, f"Added {m.user.username} as {m.role}.")
             elif action == "role":
-                m = change_role(team, request.user, _int(request.POST.get("membership")), request.POST.get("role", ""))
+                m = change_role(team, request.user, _membership(request), request.POST.get("role", ""))
                 messages.success(request, f"{m.user.username} is now {m.role}.")
             elif action == "remove":
-                m = remove_member(team, request.user, _int(request.POST.get("membership")))
+                m = remove_member(team, request.user, _membership(request))
                 messages.success(request, f"Removed {m.user.username} from {team.name}.")
             else:
                 raise MembershipError("Unknown action.")
@@ -62,8 +63,5 @@ def team_members(request):
     return render(request, "accounts/members.html", ctx, status=400 if error else 200)
 
 
-def _int(raw) -> int:
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise Http404("No such member.") from None
+def _membership(request) -> int:
+    return parse_id(request.POST.get("membership"), "membership")

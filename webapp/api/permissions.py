@@ -11,6 +11,7 @@
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
 
+from webapp import params
 from webapp.accounts.services import can_edit_run, can_submit, teams_for
 from webapp.datasets.models import Dataset
 from webapp.runs.models import Run
@@ -54,12 +55,13 @@ def require_edit(user, run: Run) -> None:
 
 
 def teams_param(user, raw):
-    """The user's teams, or the one `raw` (an id or a slug) names; another team → ValidationError."""
+    """The user's teams, or the one `raw` (an id or a slug) names; a malformed value → BadParam (400),
+    another team or none → ValidationError."""
     teams = teams_for(user)
     if raw in (None, ""):
         return teams
-    raw = str(raw).strip()
-    team = teams.filter(pk=int(raw)).first() if raw.isdigit() and len(raw) < 19 else teams.filter(slug=raw).first()
+    ref = params.id_or_slug(raw, "team")
+    team = teams.filter(pk=ref).first() if isinstance(ref, int) else teams.filter(slug=ref).first()
     if team is None:
         raise serializers.ValidationError({"team": ["No such team among yours."]})
     return teams.filter(pk=team.pk)

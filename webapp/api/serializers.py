@@ -6,21 +6,73 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from webapp import params
 from webapp.accounts.models import Team
 from webapp.accounts.services import can_edit_run
+from webapp.catalog.registry import TEMPLATES
 from webapp.clusters.models import Cluster
 from webapp.datasets.models import Dataset
 from webapp.datasets.services import DEFAULT_TEST_FRACTION
 from webapp.runs import analysis, artifacts, metrics
 from webapp.runs.artifacts import MAX_CHUNK
-from webapp.runs.models import Run
+from webapp.runs.models import MAX_TAG_LENGTH, MAX_TAGS, Run
+from webapp.runs.views import X_LIMIT
 
-MAX_INT = 2**31 - 1  # PostgreSQL integer columns
+MAX_INT = params.MAX_INT32  # PostgreSQL integer columns
+WIDEST_INT = 10**20 - 1  # what an integer field reads at all; its own range then says whether it fits
 
 
 def _url(request, name, *args):
     path = reverse(name, args=args)
     return request.build_absolute_uri(path) if request is not None else path
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer read by webapp.params (ASCII digits only): DRF's own takes '٣', ' 1 ', '1.0' and True."""
+
+    def __init__(self, **kwargs):
+        # Bounded always, so the schema says how big a value may be.
+        kwargs.setdefault("min_value", -params.MAX_ID)
+        kwargs.setdefault("max_value", params.MAX_ID)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        # The format here; the field's own range after, with DRF's messages.
+        try:
+            return params.parse_int(data, self.field_name, min_value=-WIDEST_INT, max_value=WIDEST_INT)
+        except params.BadParam:
+            self.fail("invalid")
+
+
+class StrictFloatField(serializers.FloatField):
+    """A finite number read by webapp.params (DRF's own takes 'nan', '٣' and True)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", -params.MAX_FLOAT)
+        kwargs.setdefault("max_value", params.MAX_FLOAT)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            return params.parse_float(data, self.field_name, min_value=-params.MAX_FLOAT, max_value=params.MAX_FLOAT)
+        except params.BadParam:
+            self.fail("invalid")
+
+
+class StrictCharField(serializers.CharField):
+    """Text only: DRF's own CharField takes a number and makes it text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "string", "pattern": "^[-a-zA-Z0-9_]*$", "maxLength": 100}, {"type": "integer", "minimum": 1}]}
+)
+class TeamRefField(serializers.CharField):
+    """A team's id (a number or its digits) or slug; read by webapp.params.id_or_slug in permissions.py."""
 
 
 class TeamSerializer(serializers.ModelSerializer):
@@ -41,7 +93,7 @@ class RunListSerializer(serializers.ModelSerializer):
     team = TeamSerializer(read_only=True)
     dataset = RefSerializer(read_only=True)
     cluster = RefSerializer(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     tags = serializers.ListField(child=serializers.CharField(), source="tag_list", read_only=True)
 
     class Meta:
@@ -152,18 +204,22 @@ class RunSubmitSerializer(serializers.Serializer):
     """A run request. Resource fields default to the run form's initial values; `hyperparameters`
     holds the template's values (missing ones take the template defaults, see /api/templates/)."""
 
-    team = serializers.CharField(
-        required=False, help_text="Team id or slug; optional when you are in one team (or chose one in the browser)."
+    team = TeamRefField(
+        required=False,
+        allow_blank=True,
+        help_text="Team id or slug; optional when you are in one team (or chose one in the browser).",
     )
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    dataset = serializers.IntegerField(min_value=1, max_value=MAX_INT, help_text="Id of a READY dataset of the team.")
-    template = serializers.CharField(max_length=40, help_text="Template key: cnn, lstm, featurizer, imported.")
+    name = StrictCharField(
+        max_length=200, required=False, allow_blank=True, default="", validators=[params.text_validator]
+    )
+    dataset = StrictIntegerField(min_value=1, max_value=MAX_INT, help_text="Id of a READY dataset of the team.")
+    template = serializers.ChoiceField(choices=list(TEMPLATES), help_text="Template key, see /api/templates/.")
     hyperparameters = serializers.DictField(required=False, default=dict)
-    cluster = serializers.IntegerField(min_value=1, max_value=MAX_INT, help_text="Cluster id, see /api/clusters/.")
-    num_executors = serializers.IntegerField(min_value=1, max_value=MAX_INT, default=2)
-    executor_cores = serializers.IntegerField(min_value=1, max_value=MAX_INT, default=1)
-    executor_memory_mb = serializers.IntegerField(min_value=256, max_value=MAX_INT, default=2048)
-    gpus_per_executor = serializers.IntegerField(min_value=0, max_value=MAX_INT, default=0)
+    cluster = StrictIntegerField(min_value=1, max_value=MAX_INT, help_text="Cluster id, see /api/clusters/.")
+    num_executors = StrictIntegerField(min_value=1, max_value=MAX_INT, default=2)
+    executor_cores = StrictIntegerField(min_value=1, max_value=MAX_INT, default=1)
+    executor_memory_mb = StrictIntegerField(min_value=256, max_value=MAX_INT, default=2048)
+    gpus_per_executor = StrictIntegerField(min_value=0, max_value=MAX_INT, default=0)
     input_mode = serializers.ChoiceField(choices=Run.InputMode.choices, default=Run.InputMode.TENSORFLOW)
 
     def validate_dataset(self, value):
@@ -179,14 +235,29 @@ class RunSubmitSerializer(serializers.Serializer):
         return cluster
 
 
-@extend_schema_field({"type": "array", "items": {"type": "string"}})
+# Run.set_tags' rule (webapp/runs/models.py normalize_tags) as the schema says it: blanks around a tag
+# and empty ones are dropped, tags are compared in lower case.
+_TAG = rf"[A-Za-z0-9][A-Za-z0-9_.:+-]{{0,{MAX_TAG_LENGTH - 1}}}"
+TAGS_SCHEMA = {
+    "oneOf": [
+        {
+            "type": "array",
+            "maxItems": MAX_TAGS,
+            "items": {"type": "string", "pattern": rf"^\s*({_TAG})?\s*$"},
+        },
+        {"type": "string", "pattern": rf"^[\s,]*({_TAG}([\s,]+|$))*$"},
+    ]
+}
+
+
+@extend_schema_field(TAGS_SCHEMA)
 class TagsField(serializers.Field):
     """A list of tags, or one string of them ("a, b c"); normalized and checked by Run.set_tags."""
 
     def to_internal_value(self, data):
         if isinstance(data, str):
             return data
-        if isinstance(data, list) and len(data) <= 200 and all(isinstance(t, str) for t in data):
+        if isinstance(data, list) and len(data) <= MAX_TAGS and all(isinstance(t, str) for t in data):
             return data
         raise serializers.ValidationError("A list of tags (strings), or one string of them.")
 
@@ -197,16 +268,21 @@ class TagsField(serializers.Field):
 class RunEditSerializer(serializers.Serializer):
     """Any of these; what is left out stays as it is."""
 
-    name = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=1000)
+    name = StrictCharField(
+        required=False,
+        trim_whitespace=False,
+        max_length=Run._meta.get_field("name").max_length,
+        validators=[params.name_validator],
+    )
     tags = TagsField(required=False, help_text='A list of tags, or one string "a, b c". Replaces the run\'s tags.')
-    notes = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=100_000)
+    notes = StrictCharField(required=False, allow_blank=True, trim_whitespace=False, max_length=100_000)
     starred = serializers.BooleanField(required=False)
     archived = serializers.BooleanField(required=False)
 
 
 class LogQuerySerializer(serializers.Serializer):
-    offset = serializers.IntegerField(min_value=0, default=0, help_text="Byte offset to read from.")
-    limit = serializers.IntegerField(min_value=1, max_value=MAX_CHUNK, default=MAX_CHUNK, help_text="Bytes at most.")
+    offset = StrictIntegerField(min_value=0, default=0, help_text="Byte offset to read from.")
+    limit = StrictIntegerField(min_value=1, max_value=MAX_CHUNK, default=MAX_CHUNK, help_text="Bytes at most.")
 
 
 class LogChunkSerializer(serializers.Serializer):
@@ -227,12 +303,16 @@ class LogFileSerializer(serializers.Serializer):
 
 
 class PredictionQuerySerializer(serializers.Serializer):
-    page = serializers.IntegerField(min_value=1, max_value=MAX_INT, default=1)
-    size = serializers.IntegerField(min_value=1, max_value=analysis.MAX_PER_PAGE, default=analysis.PER_PAGE)
-    true = serializers.IntegerField(required=False, min_value=0, help_text="Only rows of this true class (index).")
-    pred = serializers.IntegerField(required=False, min_value=0, help_text="Only rows predicted as this class.")
-    conf_min = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Confidence at least.")
-    conf_max = serializers.FloatField(required=False, min_value=0, max_value=1, help_text="Confidence at most.")
+    page = StrictIntegerField(min_value=1, max_value=MAX_INT, default=1)
+    size = StrictIntegerField(min_value=1, max_value=analysis.MAX_PER_PAGE, default=analysis.PER_PAGE)
+    true = StrictIntegerField(
+        required=False, min_value=0, max_value=MAX_INT, help_text="Only rows of this true class (index)."
+    )
+    pred = StrictIntegerField(
+        required=False, min_value=0, max_value=MAX_INT, help_text="Only rows predicted as this class."
+    )
+    conf_min = StrictFloatField(required=False, min_value=0, max_value=1, help_text="Confidence at least.")
+    conf_max = StrictFloatField(required=False, min_value=0, max_value=1, help_text="Confidence at most.")
     errors = serializers.BooleanField(required=False, help_text="1: misclassified rows only.")
 
 
@@ -278,13 +358,15 @@ class RunPageSerializer(serializers.Serializer):
 
 
 class MetricsQuerySerializer(serializers.Serializer):
-    names = serializers.CharField(
+    names = StrictCharField(
         required=False,
+        allow_blank=True,
+        trim_whitespace=False,
         help_text="Comma-separated metric names (" + ", ".join(sorted(metrics.ALLOWED_NAMES)) + "); all when absent.",
     )
-    start = serializers.FloatField(required=False, min_value=-1e15, max_value=1e15, help_text="Smallest x included.")
-    end = serializers.FloatField(required=False, min_value=-1e15, max_value=1e15, help_text="Largest x included.")
-    max_points = serializers.IntegerField(
+    start = StrictFloatField(required=False, min_value=-X_LIMIT, max_value=X_LIMIT, help_text="Smallest x included.")
+    end = StrictFloatField(required=False, min_value=-X_LIMIT, max_value=X_LIMIT, help_text="Largest x included.")
+    max_points = StrictIntegerField(
         min_value=4, max_value=metrics.MAX_MAX_POINTS, default=metrics.DEFAULT_MAX_POINTS, help_text="Per series."
     )
     x = serializers.ChoiceField(
@@ -292,7 +374,7 @@ class MetricsQuerySerializer(serializers.Serializer):
     )
 
     def validate_names(self, value):
-        names = sorted({n.strip() for n in value.split(",") if n.strip()})
+        names = sorted(set(value.split(","))) if value else []
         unknown = [n for n in names if n not in metrics.ALLOWED_NAMES]
         if unknown:
             known = ", ".join(sorted(metrics.ALLOWED_NAMES))
@@ -324,7 +406,7 @@ class MetricsSerializer(serializers.Serializer):
 class DatasetSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     team = TeamSerializer(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     download = serializers.SerializerMethodField()
 
     class Meta:
@@ -367,16 +449,16 @@ class DatasetUploadSerializer(serializers.Serializer):
     """The multipart upload, as documented in the schema. The values are checked by the upload page's
     own form (webapp/datasets/forms.py UploadForm), so both refuse the same things with the same words."""
 
-    team = serializers.CharField(required=False, help_text="Team id or slug (see submitting runs).")
-    name = serializers.CharField(max_length=200)
+    team = TeamRefField(required=False, allow_blank=True, help_text="Team id or slug (see submitting runs).")
+    name = StrictCharField(max_length=200, validators=[params.name_validator])
     file = serializers.FileField(help_text="NPZ (arrays x, y), CSV/TSV/Parquet (a label column) or a ZIP of images.")
-    label_column = serializers.CharField(required=False, default="label")
+    label_column = StrictCharField(required=False, default="label")
     layout = serializers.ChoiceField(choices=Dataset.Layout.choices, required=False, default=Dataset.Layout.IMAGE)
-    shape = serializers.CharField(required=False, help_text="e.g. 28x28, 28x28x3, 20x3; empty = inferred")
-    x_key = serializers.CharField(required=False, default="x")
-    y_key = serializers.CharField(required=False, default="y")
-    image_size = serializers.CharField(required=False, help_text="ZIP of images: height x width, e.g. 64x64")
-    test_fraction = serializers.FloatField(required=False, min_value=0.01, max_value=0.9, default=DEFAULT_TEST_FRACTION)
+    shape = StrictCharField(required=False, help_text="e.g. 28x28, 28x28x3, 20x3; empty = inferred")
+    x_key = StrictCharField(required=False, default="x")
+    y_key = StrictCharField(required=False, default="y")
+    image_size = StrictCharField(required=False, help_text="ZIP of images: height x width, e.g. 64x64")
+    test_fraction = StrictFloatField(required=False, min_value=0.01, max_value=0.9, default=DEFAULT_TEST_FRACTION)
     test_file = serializers.FileField(required=False, help_text="The test split as its own file.")
 
 
@@ -396,3 +478,26 @@ class ClusterSerializer(serializers.ModelSerializer):
             "limits",
         ]
         read_only_fields = fields
+
+
+class TemplateParamSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["int", "float", "str", "choice", "ref"])
+    default = serializers.JSONField()
+    help = serializers.CharField()
+    min = serializers.FloatField(required=False, help_text="int and float params")
+    max = serializers.FloatField(required=False, help_text="int and float params")
+    choices = serializers.ListField(child=serializers.CharField(), required=False)
+    refs = serializers.ListField(child=serializers.CharField(), required=False, help_text="run, file, app")
+
+
+class TemplateSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    description = serializers.CharField()
+    layouts = serializers.ListField(child=serializers.CharField())
+    params = TemplateParamSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from webapp import params
 from webapp.catalog.registry import schema as template_schema
 from webapp.clusters.models import Cluster
 from webapp.datasets.forms import UploadForm
@@ -40,6 +41,12 @@ NOT_FOUND = OpenApiResponse(description="Not one of your teams' objects (or no s
 FORBIDDEN = OpenApiResponse(description="Your role does not allow this.")
 BAD = OpenApiResponse(description='Bad input: {"field": ["message", ...], ...}')
 BINARY = OpenApiTypes.BINARY
+PAST_THE_END = OpenApiResponse(description="A page past the last one.")
+
+
+def _bounded(low: int, high: int) -> dict:
+    """An integer parameter's schema with its range, so clients (and the fuzz test) know it."""
+    return {"type": "integer", "minimum": low, "maximum": high}
 
 
 class Conflict(APIException):
@@ -92,17 +99,12 @@ RUN_FILTERS = [
     OpenApiParameter("starred", str, description="1: starred runs only."),
     OpenApiParameter("sort", str, description="A column key, - for descending (default -created)."),
     OpenApiParameter("cursor", str, description="next_cursor or prev_cursor of an earlier page."),
-    OpenApiParameter("size", int, description=f"Runs per page, 1 to {table.MAX_SIZE} (default {table.DEFAULT_SIZE})."),
+    OpenApiParameter(
+        "size",
+        _bounded(1, table.MAX_SIZE),
+        description=f"Runs per page, 1 to {table.MAX_SIZE} (default {table.DEFAULT_SIZE}).",
+    ),
 ]
-
-
-def _page_size(params) -> int:
-    raw = filters.text_param(params, "size")
-    if not raw:
-        return table.DEFAULT_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= table.MAX_SIZE:
-        raise filters.FilterError(f"a whole number from 1 to {table.MAX_SIZE}", "size")
-    return int(raw)
 
 
 def _cursor_url(request, cursor):
@@ -129,7 +131,7 @@ class RunListView(APIView):
         try:
             qs = filters.filter_runs(qs, params)
             sort = filters.text_param(params, "sort") or table.DEFAULT_SORT
-            page = table.page(qs, sort, filters.text_param(params, "cursor") or None, _page_size(params))
+            page = table.page(qs, sort, filters.text_param(params, "cursor") or None, table.page_size(params))
         except filters.FilterError as exc:
             raise _filter_error(exc) from None
         return Response(
@@ -247,7 +249,16 @@ class RunCancelView(APIView):
 class RunMetricsView(APIView):
     @extend_schema(
         operation_id="runs_metrics",
-        parameters=[s.MetricsQuerySerializer],
+        parameters=[
+            s.MetricsQuerySerializer,
+            OpenApiParameter(
+                "names",
+                {"type": "array", "items": {"type": "string", "enum": sorted(metrics.ALLOWED_NAMES)}},
+                style="form",
+                explode=False,
+                description="Metric names, comma-separated; all when absent.",
+            ),
+        ],
         responses={200: s.MetricsSerializer, 400: BAD, 404: NOT_FOUND},
     )
     def get(self, request, pk):
@@ -468,20 +479,39 @@ class RunTensorboardView(DownloadView):
 
 
 class DatasetPages(PageNumberPagination):
+    """Pages by number; `page` and `size` are parsed strictly (400), a page past the end is 404."""
+
     page_size = 100
     page_size_query_param = "size"
     max_page_size = 500
+    max_page = params.MAX_INT32
+
+    def get_page_size(self, request):
+        q = request.query_params
+        return params.int_param(
+            q, "size", min_value=1, max_value=self.max_page_size, default=self.page_size, blank_is_absent=False
+        )
+
+    def get_page_number(self, request, paginator):
+        q = request.query_params
+        return params.int_param(q, "page", min_value=1, max_value=self.max_page, default=1, blank_is_absent=False)
 
 
 DATASET_FILTERS = [
     OpenApiParameter("team", str, description="A team id or slug (default: all your teams)."),
     OpenApiParameter("status", str, description="Statuses, comma-separated (UPLOADED, CONVERTING, READY, ...)."),
-    OpenApiParameter("archived", bool, description="Include archived datasets (hidden by default)."),
+    OpenApiParameter(
+        "archived",
+        str,
+        enum=list(params.FLAGS),
+        description="1 or true: include archived datasets (hidden by default).",
+    ),
 ]
 
 
 class DatasetListView(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    pagination_class = DatasetPages  # read by drf-spectacular too: the list is documented as paginated
 
     def initialize_request(self, request, *args, **kwargs):
         # Before anything reads the body (the session's CSRF check may): count the upload's bytes.
@@ -493,18 +523,26 @@ class DatasetListView(APIView):
 
     @extend_schema(
         operation_id="datasets_list",
-        parameters=[*DATASET_FILTERS, OpenApiParameter("page", int), OpenApiParameter("size", int)],
-        responses={200: s.DatasetSerializer(many=True), 400: BAD},
+        parameters=[
+            *DATASET_FILTERS,
+            OpenApiParameter("page", _bounded(1, DatasetPages.max_page), description="Page number (default 1)."),
+            OpenApiParameter(
+                "size",
+                _bounded(1, DatasetPages.max_page_size),
+                description=f"Datasets per page (default {DatasetPages.page_size}).",
+            ),
+        ],
+        responses={200: s.DatasetSerializer(many=True), 400: BAD, 404: PAST_THE_END},
     )
     def get(self, request):
         """Your teams' datasets, newest first."""
-        params = request.query_params
-        teams = perms.teams_param(request.user, params.get("team"))
+        query = request.query_params
+        teams = perms.teams_param(request.user, query.get("team"))
         qs = Dataset.objects.filter(team__in=teams).select_related("team", "created_by").order_by("-created_at", "-id")
-        if params.get("archived", "").lower() not in ("1", "true", "yes"):
+        if not params.parse_flag(query.get("archived"), "archived"):
             qs = qs.exclude(status=Dataset.Status.ARCHIVED)
         try:
-            wanted = filters.list_param(params, "status")
+            wanted = filters.list_param(query, "status")
         except filters.FilterError as exc:
             raise _filter_error(exc) from None
         if wanted:
@@ -512,7 +550,7 @@ class DatasetListView(APIView):
             if unknown:
                 raise _bad("status", f"Unknown status {unknown[0][:30]!r}; one of {', '.join(Dataset.Status.values)}.")
             qs = qs.filter(status__in=[w.upper() for w in wanted])
-        pager = DatasetPages()
+        pager = self.pagination_class()
         items = pager.paginate_queryset(qs, request, view=self)
         return pager.get_paginated_response(s.DatasetSerializer(items, many=True, context={"request": request}).data)
 
@@ -569,7 +607,7 @@ class ClusterListView(APIView):
 
 
 class TemplateListView(APIView):
-    @extend_schema(operation_id="templates_list", responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="templates_list", responses={200: s.TemplateSerializer(many=True)})
     def get(self, request):
         """The model templates and their hyperparameters (name, kind, default, range or choices)."""
         return Response(template_schema())

@@ -6,6 +6,8 @@ The run form, the JSON schema endpoint, validation and the job spec all read the
 import re
 from dataclasses import dataclass, field
 
+from webapp import params
+
 # A reference to a model the run builds on: an earlier run's export, an uploaded model file or a
 # Keras application. Whether it exists and belongs to the team is checked in webapp/runs/bases.py.
 REF = re.compile(r"^(run|file|app):([A-Za-z0-9_]{1,64})$")
@@ -43,15 +45,20 @@ class Param:
             if value not in self.choices:
                 raise ValueError(f"must be one of {', '.join(self.choices)}")
             return value
-        if isinstance(raw, bool):
-            raise ValueError(f"must be a{'n integer' if self.type is int else ' number'}")
+        wrong = ValueError(f"must be a{'n integer' if self.type is int else ' number'}")
+        text = raw.strip() if isinstance(raw, str) else raw
+        if self.type is int and isinstance(text, float):  # JSON 3.0
+            if not text.is_integer():
+                raise wrong
+            text = int(text)
         try:
-            value = self.type(raw)
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError(f"must be a{'n integer' if self.type is int else ' number'}") from None
-        if self.type is int and isinstance(raw, float) and not raw.is_integer():
-            raise ValueError("must be an integer")
-        if not (self.min <= value <= self.max):  # also refuses NaN
+            if self.type is int:
+                value = params.parse_int(text, self.name, min_value=-params.MAX_ID, max_value=params.MAX_ID)
+            else:
+                value = params.parse_float(text, self.name, min_value=-params.MAX_FLOAT, max_value=params.MAX_FLOAT)
+        except params.BadParam:
+            raise wrong from None
+        if not (self.min <= value <= self.max):
             raise ValueError(f"must be between {self.min} and {self.max}")
         return value
 

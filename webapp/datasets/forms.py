@@ -1,12 +1,14 @@
 from django import forms
 
+from webapp.params import name_validator
+
 from .ingest import DatasetError, parse_shape
 from .models import Dataset
 from .services import DEFAULT_TEST_FRACTION, create_dataset, parse_image_size
 
 
 class UploadForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, validators=[name_validator])
     file = forms.FileField(
         help_text="NPZ with arrays x and y; CSV, TSV or Parquet with feature columns and a label column; "
         "or a ZIP of PNG/JPEG images with one folder per class."

@@ -4,8 +4,9 @@ create_dataset() streams the upload to ``<storage_dir>/upload/original.<ext>``, 
 queues ``tasks.convert_dataset`` once the row is committed. convert() (called by that task, or at
 once with ``convert_now=True``) claims the row UPLOADED → CONVERTING, runs ingest() into a temporary
 directory, moves the result into ``<storage_dir>`` and records READY; a DatasetError records FAILED with its
-message (the upload stays for download, no converted file does). Every status change goes through
-Dataset.transition (compare-and-set), so a duplicated task converts once.
+message and removes every file of the dataset, the upload included: the row stays so the user sees why,
+and delete_failed_datasets() clears such rows. Every status change goes through Dataset.transition
+(compare-and-set), so a duplicated task converts once.
 """
 
 import logging
@@ -243,9 +244,10 @@ def _send_conversion(dataset_id: int) -> None:
         ds = Dataset.objects.filter(pk=dataset_id).first()
         if ds is not None:
             try:
-                ds.transition(Status.FAILED, reason=QUEUE_FAILURE)
+                ds.transition(Status.FAILED, reason=QUEUE_FAILURE, size_on_disk=0)
             except (StaleStatus, IllegalTransition):
-                pass  # a worker got it after all
+                return  # a worker got it after all
+            _remove_files(ds)
 
 
 def _ingest_kwargs(ds: Dataset) -> dict:
@@ -273,7 +275,7 @@ def _converted_entries(ds: Dataset):
 
 
 def _remove_converted(ds: Dataset) -> None:
-    """Everything but the upload: a FAILED dataset keeps only what the user sent."""
+    """Everything but the upload (leftovers of a conversion killed halfway)."""
     for path in _converted_entries(ds):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -347,12 +349,19 @@ def convert(dataset_id: int) -> Dataset | None:
     return ds
 
 
+def _remove_files(ds: Dataset) -> None:
+    shutil.rmtree(ds.storage_dir, ignore_errors=True)
+
+
 def _fail(ds: Dataset, reason: str) -> None:
-    _remove_converted(ds)
+    """FAILED with the reason; nothing of the dataset stays on disk (the user keeps their own file)."""
     try:
-        ds.transition(Status.FAILED, reason=reason, size_on_disk=disk_usage(ds.storage_dir))
+        ds.transition(Status.FAILED, reason=reason, size_on_disk=0)
     except StaleStatus:
         log.warning("dataset %s changed while failing: %s", ds.pk, reason)
+        if Dataset.objects.filter(pk=ds.pk).exists():
+            return  # someone else moved it on: their files, not ours to remove
+    _remove_files(ds)
 
 
 class DatasetInUse(DatasetError):
@@ -380,6 +389,20 @@ def delete_dataset(ds: Dataset) -> None:
         except ProtectedError:
             raise DatasetInUse(f"Dataset {locked.name} is used by a run; archive it instead.") from None
         transaction.on_commit(lambda: shutil.rmtree(path, ignore_errors=True))
+
+
+def delete_failed_datasets(team) -> int:
+    """Delete `team`'s FAILED datasets (rows and, after commit, whatever files are left); returns how many."""
+    with transaction.atomic():
+        # The row locks order this against a conversion failing one right now. Runs train only on READY
+        # datasets; one that a run refers to all the same is left alone (archive or delete it singly).
+        failed = list(
+            Dataset.objects.select_for_update(of=("self",)).filter(team=team, status=Status.FAILED, runs=None)
+        )
+        paths = [ds.storage_dir for ds in failed]
+        Dataset.objects.filter(pk__in=[ds.pk for ds in failed]).delete()
+        transaction.on_commit(lambda: [shutil.rmtree(p, ignore_errors=True) for p in paths])
+    return len(failed)
 
 
 def archive_dataset(ds: Dataset) -> None:
@@ -434,9 +457,11 @@ def fail_stale_conversions(now=None) -> int:
             ds.transition(
                 Status.FAILED,
                 reason=f"The conversion did not finish within {limit // 60} minutes (its worker stopped). "
-                "Delete the dataset and upload the file again.",
+                "Upload the file again.",
+                size_on_disk=0,
             )
-            failed += 1
         except (StaleStatus, IllegalTransition):
-            pass  # finished meanwhile
+            continue  # finished meanwhile
+        _remove_files(ds)
+        failed += 1
     return failed

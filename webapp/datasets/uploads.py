@@ -10,6 +10,8 @@ from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.template.defaultfilters import filesizeformat
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from webapp.params import parse_int
+
 # Room for the form's other fields and the multipart boundaries on top of the files themselves.
 FORM_OVERHEAD_BYTES = 1 << 20
 
@@ -20,11 +22,9 @@ def too_large_message(limit: int) -> str:
 
 
 def declared_too_large(request, limit: int) -> bool:
-    """The request's Content-Length alone shows the files cannot fit (checked before reading the body)."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return False
+    """The request's Content-Length alone shows the files cannot fit (checked before reading the body; a
+    malformed Content-Length raises BadParam)."""
+    length = parse_int(request.META.get("CONTENT_LENGTH"), "Content-Length", default=0)
     return length > limit + FORM_OVERHEAD_BYTES
 
 

@@ -11,7 +11,7 @@ from webapp.accounts.services import can_submit, current_team
 from .forms import UploadForm
 from .ingest import DatasetError, preview
 from .models import Dataset
-from .services import archive_dataset, delete_dataset
+from .services import archive_dataset, delete_dataset, delete_failed_datasets
 from .thumbs import image_samples
 from .uploads import limited_upload
 
@@ -26,13 +26,30 @@ def dataset_list(request):
     show_archived = request.GET.get("archived") == "1"
     datasets = Dataset.objects.for_user(request.user).filter(team=team).select_related("created_by")
     archived = datasets.filter(status=Dataset.Status.ARCHIVED).count()
+    failed = datasets.filter(status=Dataset.Status.FAILED).count()
     if not show_archived:
         datasets = datasets.exclude(status=Dataset.Status.ARCHIVED)
-    return render(
-        request,
-        "datasets/list.html",
-        {"datasets": datasets, "team": team, "show_archived": show_archived, "archived_count": archived},
-    )
+    ctx = {
+        "datasets": datasets,
+        "team": team,
+        "show_archived": show_archived,
+        "archived_count": archived,
+        "failed_count": failed,
+        "can_edit": can_submit(request.user, team),
+    }
+    return render(request, "datasets/list.html", ctx)
+
+
+@require_POST
+def dataset_clear_failed(request):
+    """Delete the current team's FAILED datasets in one go (the same role rule as deleting one)."""
+    team = current_team(request)
+    if not can_submit(request.user, team):
+        messages.error(request, "Viewers cannot delete datasets.")
+        return redirect("dataset_list")
+    count = delete_failed_datasets(team)
+    messages.success(request, f"Deleted {count} failed dataset{'s' if count != 1 else ''} of {team.name}.")
+    return redirect("dataset_list")
 
 
 def _too_large(request, message):

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET
 
 from webapp.accounts.services import current_team
 from webapp.catalog.registry import TEMPLATES
+from webapp.params import BadParam, parse_id
 from webapp.runs import metrics as run_metrics
 from webapp.runs.models import Run
 
@@ -29,8 +30,6 @@ X_AXES = {"step": "step", "epoch": "epoch", "wall": "seconds since the run's fir
 METRIC_ORDER = ("loss", "accuracy", "epoch_loss", "epoch_accuracy", "val_loss", "val_accuracy")
 HIDDEN_METRICS = ("steps_per_epoch",)  # a constant, not a curve
 PICKER_RUNS = 30
-_ID = re.compile(r"[0-9]{1,18}")
-_MAX_PK = 2**31 - 1
 MISSING = object()
 
 
@@ -51,10 +50,14 @@ def parse_ids(values: list[str]) -> list[int]:
         for part in re.split(r"[\s,]+", raw.strip()):
             if not part:
                 continue
-            if not _ID.fullmatch(part):
-                raise CompareError(f"{part[:20]!r} is not a run id; use ?ids=1,2,3 with {MIN_RUNS} to {MAX_RUNS} ids.")
-            if int(part) not in ids:
-                ids.append(int(part))
+            try:
+                pk = parse_id(part, "ids")
+            except BadParam:
+                raise CompareError(
+                    f"{part[:20]!r} is not a run id; use ?ids=1,2,3 with {MIN_RUNS} to {MAX_RUNS} ids."
+                ) from None
+            if pk not in ids:
+                ids.append(pk)
     if len(ids) < MIN_RUNS:
         got = "no run" if not ids else f"only run {ids[0]}"
         raise CompareError(f"Pick at least {MIN_RUNS} runs to compare ({got} given).")
@@ -66,7 +69,7 @@ def parse_ids(values: list[str]) -> list[int]:
 def load_runs(user, ids: list[int]) -> list[Run]:
     """The runs, in the order asked; CompareError(404) if any is unknown or not the user's teams'."""
     qs = Run.objects.for_user(user).select_related("dataset", "cluster", "created_by", "team")
-    found = {r.pk: r for r in qs.filter(pk__in=[i for i in ids if i <= _MAX_PK])}
+    found = {r.pk: r for r in qs.filter(pk__in=ids)}
     missing = [str(i) for i in ids if i not in found]
     if missing:
         noun = "Run" if len(missing) == 1 else "Runs"
@@ -325,13 +328,19 @@ def _picker(request, checked) -> list[Run]:
     if hasattr(Run, "archived"):
         mine = mine.filter(archived=False)
     recent = list(mine[:PICKER_RUNS])
-    extra = [r for r in qs.filter(pk__in=[i for i in checked if i <= _MAX_PK]) if r not in recent]
+    extra = [r for r in qs.filter(pk__in=checked) if r not in recent]
     return extra + recent
 
 
 def _checked(request) -> list[int]:
     raw = request.GET.getlist("ids") + request.GET.getlist("with")
-    return [int(p) for v in raw for p in re.split(r"[\s,]+", v) if _ID.fullmatch(p)]
+    out = []
+    for part in (p for v in raw for p in re.split(r"[\s,]+", v) if p):
+        try:
+            out.append(parse_id(part, "ids"))
+        except BadParam:
+            pass  # only pre-checks the picker's boxes: a bad id is left unchecked
+    return out
 
 
 @require_GET

@@ -40,6 +40,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from webapp.catalog.registry import TEMPLATES
+from webapp.params import BadParam, parse_id
 from webapp.runs.models import MAX_TAG_LENGTH, RunTag, TagError, normalize_tags
 from webapp.runs.states import Status
 
@@ -477,9 +478,10 @@ def build_q(params: Mapping) -> Q:
 
     datasets = list_param(params, "dataset")
     if datasets:
-        if not all(d.isdigit() and len(d) < 19 for d in datasets):
-            raise FilterError("dataset ids are whole numbers", "dataset")
-        q &= Q(dataset_id__in=[int(d) for d in datasets])
+        try:
+            q &= Q(dataset_id__in=[parse_id(d, "dataset") for d in datasets])
+        except BadParam:
+            raise FilterError("dataset ids are whole numbers (digits 0-9)", "dataset") from None
 
     submitters = list_param(params, "submitter")
     if submitters:

@@ -13,6 +13,7 @@ from django.db import transaction
 from webapp.accounts.services import MANAGERS, SUBMITTERS, can_edit_run, can_edit_run_as, role_of
 from webapp.catalog.registry import TEMPLATES
 from webapp.datasets.models import Dataset
+from webapp.params import CONTROL_MESSAGE, has_control_characters
 from webapp.runs.models import Run, TagError
 from webapp.runs.states import Status
 
@@ -31,15 +32,6 @@ class EditError(ValueError):
 def team_runs(team):
     """Every run of `team`, with what a table row shows, ready for filter_runs and table.page."""
     return Run.objects.filter(team=team).select_related("dataset", "cluster", "created_by").defer(*TABLE_DEFER)
-
-
-def _size(params) -> int:
-    raw = filters.text_param(params, "size")
-    if not raw:
-        return table.DEFAULT_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= table.MAX_SIZE:
-        raise filters.FilterError(f"a whole number from 1 to {table.MAX_SIZE}", "size")
-    return int(raw)
 
 
 @dataclass
@@ -97,7 +89,7 @@ def table_view(user, team, params) -> TableView:
         col, desc = table.parse_sort(sort)
         view.sort = table.sort_key(col, desc)
         qs = filters.filter_runs(team_runs(team), params)
-        view.page = table.page(qs, view.sort, filters.text_param(params, "cursor") or None, _size(params))
+        view.page = table.page(qs, view.sort, filters.text_param(params, "cursor") or None, table.page_size(params))
     except filters.FilterError as exc:
         view.error = exc.message
         return view
@@ -158,6 +150,8 @@ def update_run(user, run: Run, *, name: str | None = None, tags=None, notes: str
     _check(user, run)
     if any("\x00" in str(v) for v in (name, tags, notes) if v is not None):
         raise EditError("Text may not contain NUL characters.")
+    if name is not None and has_control_characters(name):
+        raise EditError(f"A name: {CONTROL_MESSAGE}")
     fields = {}
     if name is not None:
         name = name.strip()

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
-from .filters import FilterError, list_param
+from webapp.params import BadParam, parse_int
+
+from .filters import FilterError, list_param, text_param
 
 DEFAULT_SORT = "-created"
 DEFAULT_SIZE = 50
@@ -80,6 +82,14 @@ def parse_cols(params) -> tuple[list[Column], str]:
     chosen = [c for c in COLUMNS.values() if c.key in keys] or [COLUMNS[k] for k in DEFAULT_COLUMNS]
     message = f"cols: unknown column {', '.join(unknown)!s}; known: {', '.join(COLUMNS)}" if unknown else ""
     return chosen, message
+
+
+def page_size(params) -> int:
+    """`size`: rows per page, 1 to MAX_SIZE (DEFAULT_SIZE when absent)."""
+    try:
+        return parse_int(text_param(params, "size"), "size", min_value=1, max_value=MAX_SIZE, default=DEFAULT_SIZE)
+    except BadParam as exc:
+        raise FilterError(exc.message.removeprefix("must be "), "size") from None
 
 
 def parse_sort(sort: str | None) -> tuple[Column, bool]:

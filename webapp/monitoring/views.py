@@ -7,6 +7,7 @@ from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
+from webapp.params import int_param
 from webapp.runs import artifacts
 from webapp.runs.models import Run
 
@@ -54,15 +55,13 @@ def run_log_search(request, pk):
     path = artifacts.log_path(run, source, stream or "stderr")
     if path is None:
         return JsonResponse({"error": "log must be driver:stdout or <executor id>:stdout|stderr"}, status=400)
+    max_matches = int_param(
+        request.GET, "max", min_value=1, max_value=logsearch.MAX_MATCHES, default=logsearch.DEFAULT_MATCHES
+    )
     try:
         query = logsearch.clean_query(request.GET.get("q"))
-        max_matches = int(request.GET.get("max") or logsearch.DEFAULT_MATCHES)
     except logsearch.QueryError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    except ValueError:
-        return JsonResponse({"error": "max must be an integer"}, status=400)
-    if not 1 <= max_matches <= logsearch.MAX_MATCHES:
-        return JsonResponse({"error": f"max must be between 1 and {logsearch.MAX_MATCHES}"}, status=400)
     try:
         fh = artifacts.open_file(run, path)  # a link planted in the run dir is not followed
     except OSError:

@@ -3,6 +3,7 @@ from django import forms
 from webapp.catalog.registry import TEMPLATES
 from webapp.clusters.models import Cluster
 from webapp.datasets.models import Dataset
+from webapp.params import text_validator
 
 from . import bases
 from .models import Run
@@ -13,7 +14,7 @@ HP_PREFIX = "hp_"
 class RunForm(forms.Form):
     """Resources and choices; hyperparameter fields are generated from the template schemas."""
 
-    name = forms.CharField(max_length=200, required=False)
+    name = forms.CharField(max_length=200, required=False, validators=[text_validator])
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     template = forms.ChoiceField(choices=[(k, t.label) for k, t in TEMPLATES.items()])
     input_mode = forms.ChoiceField(choices=Run.InputMode.choices, initial=Run.InputMode.TENSORFLOW)

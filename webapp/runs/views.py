@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from webapp.accounts.services import can_edit_run, can_submit, current_team
 from webapp.catalog.registry import REF, TEMPLATES
 from webapp.datasets.models import Dataset
+from webapp.params import int_param, parse_float, parse_int
 
 from . import analysis, artifacts, lifecycle, metrics, watchdog
 from .errors import RunRequestError
@@ -20,6 +21,8 @@ from .forms import RunForm
 from .models import Run
 from .services import create_run
 from .states import IllegalTransition, StaleStatus
+
+X_LIMIT = 1e15  # the chart range's bounds (steps, epochs, wall seconds): far past any run's
 
 
 def _team_run(request, pk):
@@ -40,7 +43,7 @@ def run_new(request):
     initial = {"dataset": request.GET.get("dataset")}
     source = None
     if request.GET.get("from"):  # rerun with changes: only a run the user's team can see
-        source = _team_run(request, _int(request.GET.get("from"), 0))
+        source = _team_run(request, int_param(request.GET, "from", min_value=1))
         initial = RunForm.initial_from(source)
     form = RunForm(request.POST or None, datasets=datasets, team=team, initial=initial)
     field_errors = {}
@@ -118,7 +121,7 @@ def _base_links(run):
 def run_live(request, pk):
     """Everything the run page polls: status, new metric points, log chunks from given offsets."""
     run = _team_run(request, pk)
-    since = _int(request.GET.get("since"), 0)
+    since = int_param(request.GET, "since", default=0)
     logs = {}
     for key in request.GET.getlist("log"):
         source, _, stream = key.partition(":")
@@ -126,7 +129,8 @@ def run_live(request, pk):
         if path is None:
             continue
         lifecycle.follow_log(run, source, stream or "stderr")
-        offset = _int(request.GET.get(f"off:{key}"), -1)
+        # -1 (or none): the log's tail
+        offset = int_param(request.GET, f"off:{key}", min_value=-1, default=-1)
         if offset < 0:
             offset = artifacts.tail_offset(run, path)
         text, nxt, size = artifacts.read_chunk(run, path, offset)
@@ -172,7 +176,7 @@ def run_predictions(request, pk):
     run = _team_run(request, pk)
     classes = analysis.classes(run)
     filters, problems = analysis.Filters.from_query(request.GET, len(classes))
-    page = analysis.prediction_page(run, filters, _int(request.GET.get("page"), 1))
+    page = analysis.prediction_page(run, filters, int_param(request.GET, "page", min_value=1, default=1))
     ctx = {
         "run": run,
         "page": page,
@@ -212,9 +216,15 @@ def run_series(request, pk):
         data = metrics.series(
             run,
             names=names,
-            start=request.GET.get("start"),
-            end=request.GET.get("end"),
-            max_points=_int(request.GET.get("max_points"), metrics.DEFAULT_MAX_POINTS),
+            start=parse_float(request.GET.get("start"), "start", min_value=-X_LIMIT, max_value=X_LIMIT, default=None),
+            end=parse_float(request.GET.get("end"), "end", min_value=-X_LIMIT, max_value=X_LIMIT, default=None),
+            max_points=parse_int(
+                request.GET.get("max_points"),
+                "max_points",
+                min_value=4,
+                max_value=metrics.MAX_MAX_POINTS,
+                default=metrics.DEFAULT_MAX_POINTS,
+            ),
             x=request.GET.get("x") or "step",
         )
     except metrics.SeriesError as exc:
@@ -282,10 +292,3 @@ def ingest_metrics(request, pk):
     except metrics.IngestError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse({"stored": stored})
-
-
-def _int(raw, default):
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        return default
