@@ -46,10 +46,11 @@ schema = schemathesis.openapi.from_dict(
 def queued(monkeypatch):
     """Runs and datasets accepted by the API are handed to Celery on commit: recorded here, not sent
     (no worker in this test; what is tested is the HTTP layer)."""
-    from workers import tasks
+    from webapp.datasets.tasks import convert_dataset
+    from webapp.runs.tasks import submit_run
 
     sent = []
-    for task in (tasks.submit_run, tasks.convert_dataset):
+    for task in (submit_run, convert_dataset):
         monkeypatch.setattr(task, "delay", lambda *args, _name=task.name: sent.append((_name, args)))
     return sent
 

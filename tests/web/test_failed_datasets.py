@@ -13,7 +13,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from tests.conftest import PASSWORD
 from webapp.accounts.models import Membership
 from webapp.datasets import services
 from webapp.datasets.ingest import DatasetError
@@ -153,7 +152,7 @@ def test_clear_failed_needs_post_login_and_csrf(alice, failed_pair):
     c = _login(alice[0])
     assert c.get(reverse("dataset_clear_failed")).status_code == 405
     strict = Client(enforce_csrf_checks=True)
-    strict.login(username="alice", password=PASSWORD)
+    strict.force_login(alice[0])
     assert strict.post(reverse("dataset_clear_failed")).status_code == 403
     assert Dataset.objects.filter(status=Status.FAILED).count() == 3
 
