@@ -2,6 +2,9 @@
 Spark cluster, real TFoS runs): processes are killed with SIGKILL by the pid this test started (their
 whole session), then started again, and the outcome is checked.
 
+- the web server killed mid-run and the Spark master killed and restarted mid-run: every metric point
+  the executors emitted is stored exactly once, the executor logs are byte-equal to the workers' files;
+
 - the worker killed just after a run's claim, just after its launch, and mid-run: the run is sent
   again, then adopted, then followed to SUCCEEDED; nothing orphaned, exactly one beat;
 - cancels within a second of the submission: CANCELLED, and no driver, executor or application left;
@@ -10,6 +13,7 @@ whole session), then started again, and the outcome is checked.
   down is reported as such and its run failed after the grace, not as "vanished".
 """
 
+import json
 import os
 import shutil
 import signal
@@ -22,10 +26,11 @@ from django.urls import reverse
 from tests.e2e.conftest import kill_group, start_logged
 from tests.e2e.runs import descendants, submit, wait_for, wait_for_log, wait_terminal, worker_daemons
 from webapp.api import tokens
-from webapp.runs.models import Run
+from webapp.clusters.models import Cluster
+from webapp.runs.models import MetricPoint, Run
 from workers import supervision
 from workers.commands import celery_worker_argv
-from workers.localcluster import cmdline, group_pids, pid_alive
+from workers.localcluster import LocalCluster, cmdline, free_port, free_port_block, group_pids, pid_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.django_db(transaction=True)]
 
@@ -75,6 +80,79 @@ def reconcile_ticks(worker_log, seconds: float) -> int:
     before = count()
     time.sleep(seconds)
     return count() - before
+
+
+@pytest.fixture
+def restartable_master_cluster(e2e_root, monkeypatch):
+    """A cluster of its own for the master restart. A worker that re-registers with a master which
+    does not know the app is told to kill the app's executors (Spark's rule without recovery mode),
+    so the workers here make one quick retry only (5-15 s after losing the master, while it is still
+    down); their next try comes a minute or more later, after this run has ended."""
+    monkeypatch.setenv("SPARK_WORKER_OPTS", "-Dspark.worker.initialRegistrationRetries=1")
+    lc = LocalCluster(e2e_root / "spark-restart", master_port=free_port(), webui_port=free_port_block(3),
+                      worker_memory="3g")  # fmt: skip
+    lc.start(timeout=90)
+    row = Cluster.objects.create(
+        name="e2e-restartable", master_url=lc.master_url, rest_url=lc.rest_url, bind_host="127.0.0.1",
+        max_executors=2, max_executor_cores=1, max_executor_memory_mb=2048,
+        reservation_timeout_s=90, feed_timeout_s=90, shutdown_timeout_s=60,
+    )  # fmt: skip
+    row.local = lc
+    yield row
+    lc.stop()
+
+
+def expected_points(run) -> int:
+    """Every point the executors emit for a CNN run: per executor, loss and accuracy every
+    `every_steps` batches and epoch_loss/epoch_accuracy each epoch; plus the chief's steps_per_epoch."""
+    spec = json.loads((run.run_dir / "spec.json").read_text())
+    epochs, every = spec["hyperparameters"]["epochs"], spec["metrics"]["every_steps"]
+    steps = run.result["steps_per_epoch"]
+    return run.num_executors * (2 * (epochs * steps // every) + 2 * epochs) + 1
+
+
+def test_web_killed_and_master_restarted_mid_run_lose_no_point_and_no_log_byte(
+    stack, owner, digits_dataset, restartable_master_cluster
+):
+    cluster = restartable_master_cluster
+    run = submit(owner, digits_dataset, cluster, num_executors=2, hp_cnn_epochs="14")
+    wait_for(lambda: MetricPoint.objects.filter(run=run).exists(), 240, "the first metric points")
+    # The master dies; while it is down the web server dies too; both come back while the run trains.
+    cluster.local.stop_master()
+    kill_group(stack.web)  # SIGKILL: the executors' posts fail from now on
+    stored_at_kill = MetricPoint.objects.filter(run=run).count()
+    time.sleep(14)
+    stack.start_web()
+    time.sleep(3)  # 17 s without a master: past the workers' one quick retry
+    cluster.local.start_master()
+    assert not Run.objects.get(pk=run.pk).is_terminal, "the run ended before the faults were over: too short"
+    run, seen = wait_terminal(run.pk, 300, stack)
+    assert run.status == Run.Status.SUCCEEDED, (run.status_reason, seen)
+
+    # Metrics: every point exactly once (the unique constraint forbids a second copy).
+    points = MetricPoint.objects.filter(run=run)
+    assert points.count() == expected_points(run), (points.count(), stored_at_kill)
+    steps, every = run.result["steps_per_epoch"], 5
+    epochs = run.hyperparameters["epochs"]
+    for executor in ("0", "1"):
+        got = set(points.filter(name="loss", executor=executor).values_list("step", flat=True))
+        assert got == set(range(every, epochs * steps + 1, every)), f"executor {executor}: loss steps missing"
+        got = set(points.filter(name="epoch_loss", executor=executor).values_list("step", flat=True))
+        assert got == {steps * e for e in range(1, epochs + 1)}
+    assert "dropped" not in "".join(p.read_text(errors="replace") for p in (run.run_dir / "executors").glob("*/stderr"))
+
+    # Logs: byte-equal to the workers' own files, marked complete.
+    app_dirs = [wd / run.spark_app_id for wd in cluster.local.work_dirs]
+    originals = {f"{p.parent.name}/{p.name}": p for d in app_dirs for p in sorted(d.glob("*/std*"))}
+    assert len(originals) == 4
+    for key, original in originals.items():
+        copy = run.run_dir / "executors" / key
+        assert copy.read_bytes() == original.read_bytes(), f"{key}: {copy.stat().st_size} of {original.stat().st_size}"
+    status = json.loads((run.run_dir / "executors" / "status.json").read_text())
+    assert all(status[k]["complete"] for k in originals), status
+    kept = sum(p.stat().st_size for p in originals.values())
+    print(f"\nweb down 14 s, master down 17 s: {points.count()} of {expected_points(run)} points stored "
+          f"({stored_at_kill} before the kill); executor logs {kept} of {kept} bytes")  # fmt: skip
 
 
 def test_the_worker_killed_after_the_claim_after_the_launch_and_mid_run(
