@@ -1,4 +1,4 @@
-"""Fixtures of the run-history pages' tests."""
+"""Fixtures of the web tests: run rows (the history pages' many, one submitted run with a real dataset)."""
 
 import pytest
 
@@ -38,3 +38,12 @@ def make_run(alice, cluster):
         return run
 
     return make
+
+
+@pytest.fixture
+def submitted_run(alice, cluster, digits_dataset):
+    """Alice's CNN run on the stored digits dataset, SUBMITTED (no job behind it)."""
+    user, team = alice
+    r = Run.objects.create(team=team, created_by=user, dataset=digits_dataset, template="cnn", cluster=cluster)
+    r.transition(Run.Status.SUBMITTED)
+    return r

@@ -5,18 +5,14 @@ import socket
 
 import pytest
 
-from webapp.runs.models import Run
 from workers.backends.executor_logs import LogCopier
 
 APP = "app-20260101000000-0003"
 
 
 @pytest.fixture
-def run(alice, cluster, digits_dataset):
-    user, team = alice
-    r = Run.objects.create(team=team, created_by=user, dataset=digits_dataset, template="cnn", cluster=cluster)
-    r.transition(Run.Status.SUBMITTED)
-    return r
+def run(submitted_run):
+    return submitted_run
 
 
 def closed_port():

@@ -14,11 +14,8 @@ from workers.jobs import metrics as jobs_metrics
 
 
 @pytest.fixture
-def run(alice, cluster, digits_dataset):
-    user, team = alice
-    r = Run.objects.create(team=team, created_by=user, dataset=digits_dataset, template="cnn", cluster=cluster)
-    r.transition(Run.Status.SUBMITTED)
-    return r
+def run(submitted_run):
+    return submitted_run
 
 
 def post(client, run, payload, token=None):

@@ -2,14 +2,13 @@
 sources recorded as soon as seen, copying without the master, the final copy, the incomplete mark."""
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.fake_http import QuietHandler, serve
 from workers.backends import executor_logs
 from workers.backends.executor_logs import LogCopier
 
@@ -28,18 +27,7 @@ class FakeSpark:
         self.requests = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _send(self, body, ctype="application/json", code=200):
-                data = body if isinstance(body, bytes) else body.encode()
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 url = urlparse(self.path)
                 q = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -64,11 +52,8 @@ class FakeSpark:
                 else:
                     self._send("not found", "text/plain", 404)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.server, self.url = serve(Handler)
         self.host = f"127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self):
         """The worker goes away: its port refuses connections from now on."""
