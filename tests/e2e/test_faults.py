@@ -283,6 +283,10 @@ def test_a_second_host_and_the_web_in_their_own_pid_namespaces(
         # Host B goes down (its whole PID namespace killed, driver included).
         run = run_on_hostb("30")
         kill_group(hostb)
+        shown = wait_for(
+            lambda: (r := Run.objects.get(pk=run.pk)).status_reason.startswith("Not answering: ") and r, 60, "notice"
+        )
+        assert shown.status == Run.Status.RUNNING and "the driver's host hostb has not answered" in shown.status_reason
         failed, seen = wait_terminal(run.pk, 90, stack)
         assert failed.status == Run.Status.FAILED, seen
         assert failed.status_reason.startswith("The driver's host hostb stopped answering at ")

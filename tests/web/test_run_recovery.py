@@ -159,6 +159,11 @@ def test_a_silent_driver_host_fails_its_run_only_after_the_grace(queued, backend
     lifecycle.reconcile(Run.objects.get(pk=queued.pk))
     run = Run.objects.get(pk=queued.pk)
     assert run.status == Status.RUNNING  # silent for 60 s: shown, not failed
+    assert run.status_reason.startswith("Not answering: the driver's host host-b has not answered since ")
+    # It answers again: the notice goes.
+    Run.objects.filter(pk=queued.pk).update(driver_seen={"state": "running", "at": time.time(), "host": "host-b"})
+    lifecycle.reconcile(Run.objects.get(pk=queued.pk))
+    assert Run.objects.get(pk=queued.pk).status_reason == ""
     assert ("probe_driver" in {t for _, _, t in asked}) and {h for _, h, _ in asked} == {"host-b"}
     Run.objects.filter(pk=queued.pk).update(driver_seen={"state": "running", "at": now - 200, "host": "host-b"})
     lifecycle.reconcile(Run.objects.get(pk=queued.pk))

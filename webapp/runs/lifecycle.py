@@ -270,6 +270,7 @@ def reconcile(run: Run) -> None:
     if state.host_silent_since and time.time() - state.host_silent_since > settings.DRIVER_HOST_GRACE_SECONDS:
         _fail_silent_host(run, driver, state)
         return
+    _show_host_silence(run, driver, state)
     if state.is_final:
         # Points an executor could not post (the web was down as the run ended) are stored before the
         # run is marked done; once more after, for files that appeared meanwhile.
@@ -291,6 +292,25 @@ def _ingest_pending(run: Run) -> None:
         metrics.ingest_pending(run)
     except Exception:  # noqa: BLE001 - kept on disk for the next try; never blocks the move
         log.exception("storing the pending metrics of run %s failed", run.pk)
+
+
+SILENT_NOTICE = "Not answering: "  # an active run's status_reason while its driver's host is silent
+
+
+def _show_host_silence(run: Run, driver, state) -> None:
+    """While the driver's host is silent, the run page says so (and until when it waits); the notice
+    goes once the host answers again."""
+    notice = ""
+    if state.host_silent_since:
+        since = time.strftime("%H:%M:%S", time.localtime(state.host_silent_since))
+        until = time.strftime("%H:%M:%S", time.localtime(state.host_silent_since + settings.DRIVER_HOST_GRACE_SECONDS))
+        notice = (f"{SILENT_NOTICE}the driver's host {driver.host} has not answered since {since}; the run is "
+                  f"failed at {until} unless it answers again.")  # fmt: skip
+    elif not run.status_reason.startswith(SILENT_NOTICE):
+        return
+    if run.status_reason != notice:
+        Run.objects.filter(pk=run.pk, status=run.status).update(status_reason=notice)
+        run.status_reason = notice
 
 
 def _fail_silent_host(run: Run, driver, state) -> None:
