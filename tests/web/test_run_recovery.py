@@ -227,3 +227,31 @@ def test_points_left_pending_are_stored_before_the_run_is_marked_done(queued, mo
     assert run.status == Status.SUCCEEDED and seen["points_at_move"] == 2
     assert run.final_loss == 0.25  # the run table's summary, made at the move, saw them
     assert not list((run_dir / "metrics-pending").iterdir())
+
+
+@pytest.mark.django_db
+def test_a_run_whose_driver_exited_is_recorded_stopped_and_never_swept(queued, backend, monkeypatch):
+    class Exits(LaunchingBackend):
+        def submit(self, req):
+            handle = supervision.launch(req.run_dir, [sys.executable, "-c", "pass"], supervision.child_env(), {})
+            self.launched.append(handle)
+            return handle
+
+        def status(self, handle, driver=None):
+            driver = driver or supervision.driver_state(handle)
+            return BackendStatus("SUCCEEDED" if driver.state == supervision.EXITED else "RUNNING")
+
+    fake = Exits()
+    monkeypatch.setattr(lifecycle, "backend_for", lambda cluster: fake)
+    asked = []
+    monkeypatch.setattr(drivers, "_ask", lambda run_id, host, task: asked.append(task))
+    lifecycle.submit(queued.pk)
+    run = Run.objects.get(pk=queued.pk)
+    deadline = time.monotonic() + 10
+    while not (run.run_dir / "driver.rc").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    lifecycle.reconcile(run)
+    run = Run.objects.get(pk=queued.pk)
+    assert run.status == Status.SUCCEEDED and run.driver_seen["state"] == drivers.STOPPED
+    assert drivers.sweep_unstopped(now=time.time() + 3600) == 0 and asked == []

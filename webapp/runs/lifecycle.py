@@ -280,7 +280,7 @@ def reconcile(run: Run) -> None:
         if run.is_terminal:
             _ingest_pending(run)
         if run.is_terminal and driver.state == supervision.EXITED:
-            drivers.record(run.pk, driver, state=drivers.STOPPED)
+            drivers.record(run.pk, supervision.DriverState(drivers.STOPPED, host=driver.host))
     try:
         watchdog.check(run, backend=backend, state=state)  # after the move: it knows if Spark failed the run
     except Exception:  # noqa: BLE001 - a watchdog problem must never break reconciling
