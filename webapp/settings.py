@@ -66,6 +66,9 @@ DRIVER_SILENT_SECONDS = _positive_int("SPARKDECK_DRIVER_SILENT_SECONDS", 30)
 DRIVER_HOST_GRACE_SECONDS = _positive_int("SPARKDECK_DRIVER_HOST_GRACE_SECONDS", 300)
 # Standalone runs' JVMs map Spark's classes from archives learned from earlier runs (workers/jvm_cds.py).
 JVM_CLASS_ARCHIVES = env.bool("SPARKDECK_JVM_CLASS_ARCHIVES", default=True)
+# The web server's processes and threads per process (webapp/gunicorn.conf.py; docs/architecture.md).
+WEB_WORKERS = _positive_int("SPARKDECK_WEB_WORKERS", 2)
+WEB_THREADS = _positive_int("SPARKDECK_WEB_THREADS", 4)
 # Executor resources are sampled from the Spark UI of every RUNNING run this often (docs/monitoring.md).
 SPARKDECK_SAMPLE_SECONDS = _positive_int("SPARKDECK_SAMPLE_SECONDS", 5)
 # The watchdog (webapp/runs/watchdog.py, docs/watchdog.md) fails a run this long after diagnosing it stuck.

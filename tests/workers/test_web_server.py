@@ -1,0 +1,134 @@
+"""The web server as the stack starts it (workers.commands.web_argv → webapp/gunicorn.conf.py): its
+resolved settings, strictly parsed overrides, kept-alive connections that outlive clients' idle pauses,
+and a control socket of its own under the stack's var dir. Real gunicorn processes."""
+
+import http.client
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workers.commands import BIN, WEB_CONFIG, web_argv
+from workers.localcluster import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def env_for(var_dir: Path, **extra) -> dict:
+    return {**os.environ, "DJANGO_SECRET_KEY": "test-only-secret", "SPARKDECK_VAR_DIR": str(var_dir), **extra}
+
+
+def resolved(argv, env) -> dict:
+    """gunicorn's own view of its settings (--print-config: every setting as `name = value`)."""
+    proc = subprocess.run([*argv, "--print-config"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    pairs = (line.split(" = ", 1) for line in proc.stdout.splitlines() if " = " in line)
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def test_web_argv_takes_every_setting_from_the_config(tmp_path):
+    cfg = resolved(web_argv(8123), env_for(tmp_path))
+    assert cfg["bind"] == "['127.0.0.1:8123']"
+    assert (cfg["workers"], cfg["threads"], cfg["worker_class"]) == ("2", "4", "gthread")
+    assert (cfg["keepalive"], cfg["timeout"], cfg["graceful_timeout"]) == ("75", "60", "30")
+    assert (cfg["backlog"], cfg["max_requests"], cfg["worker_connections"]) == ("2048", "0", "1000")
+
+
+def test_workers_and_threads_from_the_environment_and_the_argument(tmp_path):
+    cfg = resolved(web_argv(8123), env_for(tmp_path, SPARKDECK_WEB_WORKERS="3", SPARKDECK_WEB_THREADS=" 8 "))
+    assert (cfg["workers"], cfg["threads"]) == ("3", "8")
+    cfg = resolved(web_argv(8123, workers=1), env_for(tmp_path, SPARKDECK_WEB_WORKERS="3"))
+    assert cfg["workers"] == "1"  # the caller's count wins (the benches' single process)
+
+
+@pytest.mark.parametrize("name", ["SPARKDECK_WEB_WORKERS", "SPARKDECK_WEB_THREADS"])
+@pytest.mark.parametrize("value", ["abc", "0", "1.5", "", "-2"])
+def test_a_bad_count_stops_the_server_from_starting(tmp_path, name, value):
+    proc = subprocess.run(
+        [*web_argv(free_port()), "--check-config"],
+        cwd=REPO,
+        env=env_for(tmp_path, **{name: value}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "ImproperlyConfigured" in proc.stderr and name in proc.stderr
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    log = open(tmp_path / "web.log", "wb")
+    proc = subprocess.Popen(
+        web_argv(port), cwd=REPO, env=env_for(tmp_path / "var"), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().read() == b"ok":
+                conn.close()
+                break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.time() < deadline, (tmp_path / "web.log").read_text()
+        time.sleep(0.3)
+    proc.port, proc.var_dir, proc.log_path = port, tmp_path / "var", tmp_path / "web.log"
+    yield proc
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_a_connection_idle_longer_than_gunicorns_default_keep_alive_is_still_served(server):
+    """gunicorn's default keep-alive (2 s) closed connections that clients pausing 1–3 s between
+    requests still reused; a request sent as the server closed was reset."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.auto_open = 0  # a closed connection raises instead of being reopened silently
+    conn.connect()
+    local = conn.sock.getsockname()
+    for pause in (0, 4, 6):
+        time.sleep(pause)
+        conn.request("GET", "/healthz")
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (200, b"ok")
+        assert resp.getheader("Connection", "").lower() != "close"
+        assert conn.sock is not None and conn.sock.getsockname() == local
+    conn.close()
+
+
+def test_the_control_socket_is_the_servers_own_under_the_var_dir(server):
+    path = server.var_dir / "run" / f"web-{server.port}.ctl"
+    deadline = time.time() + 30
+    while not path.exists():
+        assert time.time() < deadline, server.log_path.read_text()
+        time.sleep(0.2)
+    assert stat.S_ISSOCK(path.stat().st_mode) and stat.S_IMODE(path.stat().st_mode) == 0o600
+    proc = subprocess.run(
+        [str(BIN / "gunicornc"), "-s", str(path), "-c", "show workers", "-j"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["workers"]) == 2
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(30)
+    assert not path.exists()  # a stopped server leaves no stale socket
+
+
+def test_compose_runs_the_web_with_the_same_config():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    command = " ".join(compose["services"]["web"]["command"])
+    assert f"gunicorn -c {WEB_CONFIG.relative_to(REPO)} webapp.wsgi" in command
+    for flag in ("--workers", "--threads", "--keep-alive", "--timeout", "-w ", "-k "):
+        assert flag not in command  # one place for the server's settings
