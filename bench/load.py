@@ -285,7 +285,7 @@ def run_phase(stack, web, phase: str, args, training, queued, sessions, index: i
         web_rss_mb=rss,
         machine_busy=machine_busy,
         loadavg=(load0[0], load1[0]),
-        training_status=training.status,
+        training_status=training.status + (f" ({training.status_reason[:80]})" if training.is_terminal else ""),
         profile=profile_summary(stack.root / f"pyspy-{index}-{phase}.txt") if args.profile else None,
     )
     return result
@@ -421,6 +421,9 @@ def report(results: list[dict], args) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # The training run must outlast every phase: on a machine this loaded, the watchdog's "no resources"
+    # finding from the executors' slow start stood and failed the run after the default 30 s grace.
+    os.environ.setdefault("SPARKDECK_STUCK_GRACE_SECONDS", "3600")
     db = SimpleNamespace(db=args.db, keep=False)
     prepare_database(db)
     import redis

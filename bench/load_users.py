@@ -79,7 +79,9 @@ class Person(HttpUser):
 
     def get(self, url, name, **params):
         with self.client.get(url, params=params or None, name=name, allow_redirects=False, catch_response=True) as r:
-            if r.status_code != 200:
+            if not r.status_code and r.error:
+                r.failure(r.error)  # no answer: keep the connection error itself, not a generic one
+            elif r.status_code != 200:
                 r.failure(f"HTTP {r.status_code}")
             return r
 
