@@ -132,6 +132,12 @@ TEMPLATES = [
 WSGI_APPLICATION = "webapp.wsgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'sparkdeck.sqlite3'}")}
+# Persistent connections (one per web thread / worker process, closed after a minute idle): a new
+# PostgreSQL connection per request (a forked backend, authentication, `SET TIME ZONE`) was a large
+# share of a page's time under load (docs/performance.md). Checked before reuse, so a restarted
+# database costs no failed request. `?conn_max_age=N` in DATABASE_URL overrides it (0: per request).
+DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Web and worker write concurrently; wait for the lock instead of failing at once.

@@ -1,6 +1,7 @@
 """The web server as the stack starts it (workers.commands.web_argv → webapp/gunicorn.conf.py): its
 resolved settings, strictly parsed overrides, kept-alive connections that outlive clients' idle pauses,
-and a control socket of its own under the stack's var dir. Real gunicorn processes."""
+a control socket of its own under the stack's var dir, and PostgreSQL connections kept across requests.
+Real gunicorn processes."""
 
 import http.client
 import json
@@ -62,13 +63,12 @@ def test_a_bad_count_stops_the_server_from_starting(tmp_path, name, value):
     assert "ImproperlyConfigured" in proc.stderr and name in proc.stderr
 
 
-@pytest.fixture
-def server(tmp_path):
+def start_server(tmp_path, **extra_env):
     port = free_port()
     log = open(tmp_path / "web.log", "wb")
     proc = subprocess.Popen(
-        web_argv(port), cwd=REPO, env=env_for(tmp_path / "var"), stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
+        web_argv(port), cwd=REPO, env=env_for(tmp_path / "var", **extra_env), stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     deadline = time.time() + 60
     while True:
@@ -83,10 +83,20 @@ def server(tmp_path):
         assert proc.poll() is None and time.time() < deadline, (tmp_path / "web.log").read_text()
         time.sleep(0.3)
     proc.port, proc.var_dir, proc.log_path = port, tmp_path / "var", tmp_path / "web.log"
-    yield proc
+    return proc
+
+
+def stop_server(proc):
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+@pytest.fixture
+def server(tmp_path):
+    proc = start_server(tmp_path)
+    yield proc
+    stop_server(proc)
 
 
 def test_a_connection_idle_longer_than_gunicorns_default_keep_alive_is_still_served(server):
@@ -132,3 +142,41 @@ def test_compose_runs_the_web_with_the_same_config():
     assert f"gunicorn -c {WEB_CONFIG.relative_to(REPO)} webapp.wsgi" in command
     for flag in ("--workers", "--threads", "--keep-alive", "--timeout", "-w ", "-k "):
         assert flag not in command  # one place for the server's settings
+
+
+def other_backends(cursor) -> int:
+    cursor.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize("url_suffix,kept", [("", True), ("?conn_max_age=0", False)])
+def test_database_connections_are_kept_across_requests(transactional_db, alice, tmp_path, url_suffix, kept):
+    """A page's PostgreSQL connection outlives its request (one per web thread), unless DATABASE_URL
+    says conn_max_age=0, as Django's default did: a connection opened and closed per request."""
+    from django.conf import settings
+    from django.db import connection
+    from django.test import Client
+
+    db = settings.DATABASES["default"]
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}{url_suffix}"
+    client = Client()
+    client.force_login(alice[0])
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    proc = start_server(tmp_path, DATABASE_URL=url)
+    try:
+        with connection.cursor() as cursor:
+            assert other_backends(cursor) == 0
+            conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=30)
+            for _ in range(12):
+                conn.request("GET", "/datasets/", headers={"Cookie": cookie})
+                resp = conn.getresponse()
+                assert (resp.status, resp.read().count(b"Datasets") > 0) == (200, True)
+            conn.close()
+            time.sleep(0.5)
+            held = other_backends(cursor)
+        threads = 2 * 4  # web workers × threads (the config's defaults)
+        assert (1 <= held <= threads) if kept else held == 0, held
+    finally:
+        stop_server(proc)
