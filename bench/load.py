@@ -1,5 +1,6 @@
-"""Bench: the web under load, with the web server as main ran it ("before") and with its config
-(webapp/gunicorn.conf.py, "after"), side by side in one run.
+"""Bench: the web under load, with the web server as main ran it ("before": its gunicorn flags, gunicorn's
+default 2 s keep-alive, a PostgreSQL connection per request) and as it runs now ("after":
+webapp/gunicorn.conf.py, connections kept), side by side in one run, on the same stack and code.
 
 Starts the real stack: a PostgreSQL database of its own (created, migrated, dropped at the end), Celery
 (worker + beat) on Redis, a 2-worker loopback Spark standalone cluster. Uploads a digits dataset,
@@ -52,9 +53,20 @@ def before_argv(port: int) -> list[str]:
             "--threads", "4", "--timeout", "300", "--no-control-socket"]  # fmt: skip
 
 
+def per_request_connections(env: dict) -> dict:
+    """Django's default before CONN_MAX_AGE was set (webapp/settings.py): a connection per request."""
+    url = env["DATABASE_URL"]
+    return {**env, "DATABASE_URL": url + ("&" if "?" in url else "?") + "conn_max_age=0"}
+
+
+# phase: (what it runs, its gunicorn argv, its environment)
 PHASES = {
-    "before": ("--workers 2 --threads 4 --timeout 300, keep-alive 2 s", before_argv),
-    "after": ("webapp/gunicorn.conf.py", web_argv),
+    "before": (
+        "main's: --workers 2 --threads 4 --timeout 300, keep-alive 2 s, a DB connection per request",
+        before_argv,
+        per_request_connections,
+    ),
+    "after": ("webapp/gunicorn.conf.py, DB connections kept", web_argv, dict),
 }
 
 
@@ -138,7 +150,8 @@ class Web:
     def start(self, phase: str):
         self.stop()
         log = self.stack.root / f"web-{phase}.log"
-        self.proc = spawn(PHASES[phase][1](self.stack.web_port), log, self.stack.env)
+        _, argv, env = PHASES[phase]
+        self.proc = spawn(argv(self.stack.web_port), log, env(self.stack.env))
         self.phase = phase
         deadline = time.time() + 60
         while True:
