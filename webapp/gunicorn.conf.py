@@ -37,8 +37,14 @@ control_socket_mode = 0o600
 
 
 def on_starting(server):
+    if server.cfg.settings["control_socket"].value != server.cfg.settings["control_socket"].default:
+        return  # one given on the command line
     port = next((a[1] for a in server.cfg.address if isinstance(a, tuple)), "unix")
     run_dir = settings.VAR_DIR / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if server.cfg.settings["control_socket"].value == server.cfg.settings["control_socket"].default:
-        server.cfg.set("control_socket", str(run_dir / f"web-{port}.ctl"))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only var dir costs the control interface, not the server
+        server.log.warning("no control socket: %s", exc)
+        server.cfg.set("control_socket_disable", True)
+        return
+    server.cfg.set("control_socket", str(run_dir / f"web-{port}.ctl"))

@@ -64,10 +64,11 @@ def test_a_bad_count_stops_the_server_from_starting(tmp_path, name, value):
 
 
 def start_server(tmp_path, **extra_env):
+    """gunicorn as web_argv starts it, answering /healthz; its var dir is tmp_path/var unless given."""
     port = free_port()
     log = open(tmp_path / "web.log", "wb")
     proc = subprocess.Popen(
-        web_argv(port), cwd=REPO, env=env_for(tmp_path / "var", **extra_env), stdout=log,
+        web_argv(port), cwd=REPO, env={**env_for(tmp_path / "var"), **extra_env}, stdout=log,
         stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     deadline = time.time() + 60
@@ -178,5 +179,17 @@ def test_database_connections_are_kept_across_requests(transactional_db, alice, 
             held = other_backends(cursor)
         threads = 2 * 4  # web workers × threads (the config's defaults)
         assert (1 <= held <= threads) if kept else held == 0, held
+    finally:
+        stop_server(proc)
+
+
+def test_a_var_dir_it_cannot_write_costs_the_control_socket_only(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    proc = start_server(tmp_path, SPARKDECK_VAR_DIR=str(tmp_path / "file" / "var"))  # serves /healthz
+    try:
+        time.sleep(1)  # the control server starts after the workers
+        log = proc.log_path.read_text()
+        # Not gunicorn's default path either, shared by every gunicorn of the user.
+        assert "no control socket" in log and "Control socket listening" not in log, log
     finally:
         stop_server(proc)
