@@ -185,7 +185,9 @@ def test_database_connections_are_kept_across_requests(transactional_db, alice, 
 
 def test_a_var_dir_it_cannot_write_costs_the_control_socket_only(tmp_path):
     (tmp_path / "file").write_text("not a directory")
-    proc = start_server(tmp_path, SPARKDECK_VAR_DIR=str(tmp_path / "file" / "var"))  # serves /healthz
+    # (a broker URL: the embedded broker's folders would need the var dir too; nothing connects to it)
+    env = {"SPARKDECK_VAR_DIR": str(tmp_path / "file" / "var"), "CELERY_BROKER_URL": "redis://127.0.0.1:9/0"}
+    proc = start_server(tmp_path, **env)  # serves /healthz
     try:
         time.sleep(1)  # the control server starts after the workers
         log = proc.log_path.read_text()
