@@ -335,6 +335,7 @@ CATEGORIES = [  # a sample counts for the innermost frame that matches one of th
         "connecting to PostgreSQL",
         re.compile(r"DatabaseWrapper\.(get_new_connection|init_connection_state) |^connect \(psycopg2/"),
     ),
+    ("reused connection's health check (SELECT 1)", re.compile(r"DatabaseWrapper\.is_usable ")),
     ("SQL (PostgreSQL round trips)", re.compile(r"CursorWrapper\._execute ")),
     ("template rendering", re.compile(r"\(django/template/")),
     ("JSON encoding", re.compile(r"\(json/encoder\.py")),
