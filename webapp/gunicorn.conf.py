@@ -22,7 +22,7 @@ keepalive = 75
 # A process whose main loop sent no heartbeat for this long is hung and is replaced. With gthread the
 # heartbeat does not wait for requests (they run in threads), so this does not cut long downloads.
 timeout = 60
-# On SIGTERM / reload: requests in flight get this long to finish; idle connections close at once.
+# On SIGTERM / reload: requests in flight get this long to finish; idle connections close within 2 s.
 graceful_timeout = 30
 # Connections beyond what the threads serve wait in the kernel's queue rather than being refused.
 backlog = 2048
