@@ -9,7 +9,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install browser run stop test test-fast lint format bench bench-history clean
+.PHONY: install browser run stop test test-fast lint format bench bench-history bench-load clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -74,6 +74,22 @@ bench: install
 BENCH_HISTORY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/bench_history
 bench-history: install
 	DJANGO_SECRET_KEY=bench SPARKDECK_INSECURE_HTTP=1 $(PY) bench/history.py --db "$(BENCH_HISTORY_DATABASE_URL)" $(BENCH_HISTORY_ARGS)
+
+# Issue 16's load test: the real stack (a scratch PostgreSQL database, created then dropped; Celery on
+# Redis; the loopback Spark cluster) with one training run and 20 queued, locust's users on the run
+# table, run pages, live.json and datasets; the web server as main ran it and with webapp/gunicorn.conf.py,
+# side by side. locust and py-spy live in a venv of their own (bench/requirements.txt), never the product's.
+# BENCH_LOAD_ARGS: --users N, --duration S, --phases after, --rounds 2, --profile, --keep, ...
+BENCH_VENV ?= var/bench-venv
+BENCH_LOAD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/bench_load
+BENCH_LOAD_BROKER_URL ?= redis://127.0.0.1:6379/14
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON3) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+bench-load: install $(BENCH_VENV)/.installed
+	DJANGO_SECRET_KEY=bench $(PY) bench/load.py --db "$(BENCH_LOAD_DATABASE_URL)" --broker "$(BENCH_LOAD_BROKER_URL)" \
+	  --locust $(BENCH_VENV)/bin/locust $(BENCH_LOAD_ARGS)
 
 clean:
 	rm -rf var/test var/test-artifacts var/bench staticfiles

@@ -1,6 +1,8 @@
 """The whole embedded Sparkdeck stack in a temp dir, for benches: SQLite, the filesystem Celery
 transport, a Celery worker and beat, gunicorn (metric ingest) and a 2-worker loopback Spark
-standalone cluster. Runs go through the same services as the web form.
+standalone cluster. Runs go through the same services as the web form. `database_url` /
+`broker_url` put it on PostgreSQL / Redis instead (the caller owns that database: it must exist and
+be migrated here); `web=False` leaves the web server to the caller (on `stack.web_port`).
 
     with EmbeddedStack() as stack:
         ds = stack.dataset("digits", npz_path)
@@ -29,8 +31,19 @@ def spawn(argv, log, env):
 
 
 class EmbeddedStack:
-    def __init__(self, keep=False, worker_memory="4g", executor_memory_mb=3072, worker_cores=1, reconcile_seconds=0.5):
+    def __init__(
+        self,
+        keep=False,
+        worker_memory="4g",
+        executor_memory_mb=3072,
+        worker_cores=1,
+        reconcile_seconds=0.5,
+        database_url=None,
+        broker_url=None,
+        web=True,
+    ):
         self.keep = keep
+        self.database_url, self.broker_url, self.start_web = database_url, broker_url, web
         self.reconcile_seconds = reconcile_seconds
         self.worker_cores = worker_cores
         self.worker_memory = worker_memory
@@ -42,7 +55,7 @@ class EmbeddedStack:
     def __enter__(self):
         # SIGTERM/SIGINT unwind through __exit__, so the cluster, worker and web server are stopped.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-        web_port = free_port()
+        self.web_port = web_port = free_port()
         self.web_url = f"http://127.0.0.1:{web_port}"
         os.environ.update(
             DJANGO_SETTINGS_MODULE="webapp.settings",
@@ -52,8 +65,11 @@ class EmbeddedStack:
             SPARKDECK_RECONCILE_SECONDS=str(self.reconcile_seconds),
             SPARKDECK_INSECURE_HTTP="1",  # plain http on loopback
         )
-        os.environ.pop("DATABASE_URL", None)
-        os.environ.pop("CELERY_BROKER_URL", None)
+        for name, value in (("DATABASE_URL", self.database_url), ("CELERY_BROKER_URL", self.broker_url)):
+            if value:
+                os.environ[name] = value
+            else:
+                os.environ.pop(name, None)
         import django
 
         django.setup()
@@ -78,7 +94,8 @@ class EmbeddedStack:
         try:
             self.cluster.start(timeout=120)
             self.cluster_start_seconds = time.time() - t
-            self.procs.append(spawn(web_argv(web_port, workers=1), self.root / "web.log", self.env))
+            if self.start_web:
+                self.procs.append(spawn(web_argv(web_port, workers=1), self.root / "web.log", self.env))
             self.procs.append(spawn(celery_worker_argv(), self.root / "worker.log", self.env))
             beat = celery_beat_argv(self.root / "beat", self.root / "beat.pid")
             self.procs.append(spawn(beat, self.root / "beat.log", self.env))

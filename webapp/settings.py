@@ -68,6 +68,9 @@ DRIVER_SILENT_SECONDS = _positive_int("SPARKDECK_DRIVER_SILENT_SECONDS", 30)
 DRIVER_HOST_GRACE_SECONDS = _positive_int("SPARKDECK_DRIVER_HOST_GRACE_SECONDS", 300)
 # Standalone runs' JVMs map Spark's classes from archives learned from earlier runs (workers/jvm_cds.py).
 JVM_CLASS_ARCHIVES = env.bool("SPARKDECK_JVM_CLASS_ARCHIVES", default=True)
+# The web server's processes and threads per process (webapp/gunicorn.conf.py; docs/architecture.md).
+WEB_WORKERS = _positive_int("SPARKDECK_WEB_WORKERS", 2)
+WEB_THREADS = _positive_int("SPARKDECK_WEB_THREADS", 4)
 # Executor resources are sampled from the Spark UI of every RUNNING run this often (docs/monitoring.md).
 SPARKDECK_SAMPLE_SECONDS = _positive_int("SPARKDECK_SAMPLE_SECONDS", 5)
 # The watchdog (webapp/runs/watchdog.py, docs/watchdog.md) fails a run this long after diagnosing it stuck.
@@ -164,6 +167,12 @@ TEMPLATES = [
 WSGI_APPLICATION = "webapp.wsgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'sparkdeck.sqlite3'}")}
+# Persistent connections (one per web thread / worker process, closed after a minute idle): a new
+# PostgreSQL connection per request (a forked backend, authentication, `SET TIME ZONE`) was a large
+# share of a page's time under load (docs/performance.md). Checked before reuse, so a restarted
+# database costs no failed request. `?conn_max_age=N` in DATABASE_URL overrides it (0: per request).
+DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Web and worker write concurrently; wait for the lock instead of failing at once.

@@ -31,6 +31,12 @@ def celery_beat_argv(schedule: Path, pidfile: Path) -> list[str]:
             "-s", str(schedule), "--pidfile", str(pidfile)]  # fmt: skip
 
 
-def web_argv(port: int, workers: int = 2) -> list[str]:
-    return [str(BIN / "gunicorn"), "webapp.wsgi", "-b", f"127.0.0.1:{port}", "--workers", str(workers),
-            "--threads", "4", "--timeout", "300"]  # fmt: skip
+# The web server's settings (workers, threads, keep-alive, timeouts, control socket) are in this file.
+WEB_CONFIG = Path(__file__).resolve().parents[1] / "webapp" / "gunicorn.conf.py"
+
+
+def web_argv(port: int, workers: int | None = None) -> list[str]:
+    """gunicorn on 127.0.0.1:`port` with the project's config; `workers` overrides its process count
+    (by default SPARKDECK_WEB_WORKERS, 2)."""
+    argv = [str(BIN / "gunicorn"), "-c", str(WEB_CONFIG), "webapp.wsgi", "-b", f"127.0.0.1:{port}"]
+    return argv + (["--workers", str(workers)] if workers is not None else [])

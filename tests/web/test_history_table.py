@@ -437,3 +437,18 @@ def test_metrics_arrived_refreshes_only_for_epoch_points(make_run, django_assert
     assert (run.best_accuracy, run.final_loss) == (0.7, 0.9)
     fields = summarize(run)
     assert fields["best_accuracy"] == 0.7 and fields["duration_s"] is None
+
+
+@pytest.mark.django_db
+def test_every_cell_is_escaped(client_a, make_run):
+    run = make_run("<b>name</b>", template="<i>tmpl</i>", dataset="<u>data</u>")  # tags allow no markup
+    Run.objects.filter(pk=run.pk).update(notes='"quoted" <em>note</em>')
+    _, html = page_html(client_a, "cols=name,template,dataset")
+    row = html[html.index(f'<tr data-run="{run.pk}"') :]
+    row = row[: row.index("</tr>")]
+    for raw in ("<b>", "<i>", "<u>", "<em>"):
+        assert raw not in row
+    for escaped in ("&lt;b&gt;name&lt;/b&gt;", "&lt;i&gt;tmpl&lt;/i&gt;", "&lt;u&gt;data&lt;/u&gt;"):
+        assert escaped in row
+    assert 'title="&quot;quoted&quot; &lt;em&gt;note&lt;/em&gt;"' in row
+    assert '<td class="c-template">&lt;i&gt;tmpl&lt;/i&gt;</td>' in row

@@ -1,5 +1,5 @@
 """A refused request never breaks its keep-alive connection for the next one (webapp/keepalive.py),
-against a real gunicorn started as `make run` starts it (workers.commands.web_argv) with the hook.
+against a real gunicorn started as `make run` starts it (workers.commands.web_argv, webapp/gunicorn.conf.py).
 
 Raw sockets, one connection per try: a POST whose body the application does not read (refused on its
 Origin, refused without credentials), then a GET on the same connection must get its answer; a POST
@@ -38,7 +38,7 @@ def gunicorn(transactional_db, tmp_path):
         "SPARKDECK_VAR_DIR": str(tmp_path / "var"),
         "SPARKDECK_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
     }
-    argv = [*web_argv(port, workers=1), "-c", "python:webapp.keepalive"]
+    argv = web_argv(port, workers=1)  # as `make run` starts it: its config has the hook
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "web.log", "wb"))
     deadline = time.monotonic() + 60
     while True:

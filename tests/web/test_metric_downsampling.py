@@ -24,9 +24,10 @@ def fresh_cache():
 @pytest.fixture
 def run_a(alice, cluster, digits_dataset):
     user, team = alice
-    return Run.objects.create(
-        team=team, created_by=user, name="run-a", dataset=digits_dataset, template="cnn", cluster=cluster
-    )
+    return Run.objects.create(  # training: a run never submitted has no points (Run.never_submitted)
+        team=team, created_by=user, name="run-a", dataset=digits_dataset, template="cnn", cluster=cluster,
+        status=Run.Status.RUNNING,
+    )  # fmt: skip
 
 
 def add(run, name, executor, steps, values, epochs=None, wall=None):
@@ -171,7 +172,7 @@ def test_series_json_view(client_a, client_b, run_a):
     add(run_a, "loss", "0", *noisy_loss(3000, 3))
     url = reverse("run_series", args=[run_a.pk])
     data = client_a.get(url, {"max_points": 100, "names": "loss"}).json()
-    assert len(data["series"][0]["points"]) <= 100 and data["terminal"] is False and data["status"] == "QUEUED"
+    assert len(data["series"][0]["points"]) <= 100 and data["terminal"] is False and data["status"] == "RUNNING"
     zoomed = client_a.get(url, {"start": 100, "end": 160}).json()
     assert [p[0] for p in zoomed["series"][0]["points"]] == list(range(100, 161))
     assert client_a.get(url, {"x": "minutes"}).status_code == 400

@@ -341,6 +341,30 @@ def test_eta_of_a_run_without_points(make_run):
     assert e["step"] is None and e["eta_s"] is None and e["window"] == [] and e["epochs"] == 10
 
 
+def test_a_run_never_submitted_reads_no_metric_points(make_run, client_a):
+    """No executor has run for it, so its page and live.json skip the points' queries (the planted
+    point stands for anything they could find)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    queued = make_run(status=Run.Status.QUEUED)
+    points(queued, "0", [(5, 1, 1000.0)])
+    for url in (reverse("run_detail", args=[queued.pk]), reverse("run_live", args=[queued.pk])):
+        with CaptureQueriesContext(connection) as ctx:
+            resp = client_a.get(url, {"since": 0})
+        assert resp.status_code == 200
+        assert not [q["sql"] for q in ctx.captured_queries if "runs_metricpoint" in q["sql"]], url
+    assert client_a.get(reverse("run_live", args=[queued.pk]), {"since": 0}).json()["points"] == []
+    assert services.eta(queued)["step"] is None
+    # Sent again after a lost submission: it was submitted once, so it is read as before.
+    resent = make_run(status=Run.Status.QUEUED, submitted_at=timezone.now())
+    points(resent, "0", [(5, 1, 1000.0)])
+    assert services.eta(resent)["step"] == 5
+    assert [p["step"] for p in client_a.get(reverse("run_live", args=[resent.pk]), {"since": 0}).json()["points"]] == [
+        5
+    ]
+
+
 # --- views: resources.json, TensorBoard, log search, the page ---------------------------------------
 
 

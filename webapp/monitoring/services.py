@@ -383,9 +383,9 @@ def estimate(samples, epochs, steps_per_epoch, window_s: float = RATE_WINDOW_S) 
 def steps_per_epoch(run: Run) -> int | None:
     """The job's steps per epoch: the chief's `steps_per_epoch` point, else the run's hyperparameter,
     else the newest epoch-end point's step / epoch (batches count from the start of fit)."""
-    posted = (
-        MetricPoint.objects.filter(run=run, name="steps_per_epoch").order_by("-step", "-id").values("value").first()
-    )
+    # A run that was never submitted has no points: none() answers without a query.
+    points = MetricPoint.objects.none() if run.never_submitted else MetricPoint.objects.filter(run=run)
+    posted = points.filter(name="steps_per_epoch").order_by("-step", "-id").values("value").first()
     if posted and posted["value"] > 0:
         return int(posted["value"])
     hp = _int((run.hyperparameters or {}).get("steps_per_epoch"))
@@ -393,12 +393,7 @@ def steps_per_epoch(run: Run) -> int | None:
         return hp
     best = None
     for name in EPOCH_END_NAMES:
-        p = (
-            MetricPoint.objects.filter(run=run, name=name, epoch__gt=0)
-            .order_by("-step", "-id")
-            .values("step", "epoch")
-            .first()
-        )
+        p = points.filter(name=name, epoch__gt=0).order_by("-step", "-id").values("step", "epoch").first()
         if p and p["step"] > 0 and (best is None or p["step"] > best["step"]):
             best = p
     return round(best["step"] / best["epoch"]) if best else None
@@ -411,7 +406,7 @@ def eta(run: Run) -> dict:
     # The newest points of each name from one end of the (run, name, step, executor) index: a single query over
     # all names ordered by id made PostgreSQL read every point of the run (250 ms at 1,000,000).
     recent = []
-    for name in STEP_NAMES:
+    for name in () if run.never_submitted else STEP_NAMES:  # nothing has run yet: no point to read
         recent += (
             MetricPoint.objects.filter(run=run, name=name)
             .order_by("-step")

@@ -160,6 +160,8 @@ def _row(run: Run, executor: str, p, i: int) -> MetricPoint | None:
 
 
 def points_since(run: Run, since_id: int, limit: int = 5000) -> list[dict]:
+    if run.never_submitted:
+        return []
     qs = (
         MetricPoint.objects.filter(run=run, id__gt=since_id)
         .order_by("id")
@@ -274,6 +276,8 @@ def epochs_done(run: Run) -> int:
     """Epochs finished so far (the progress bar): the newest epoch-end point, read from one end of
     the (run, name, step, executor) index per name; never a scan of the run's points."""
     done = 0
+    if run.never_submitted:
+        return done
     for name in ("epoch_loss", "epoch_accuracy"):
         epoch = (
             MetricPoint.objects.filter(run=run, name=name, epoch__isnull=False)

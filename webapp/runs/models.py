@@ -191,6 +191,12 @@ class Run(models.Model):
         return self.status in TERMINAL
 
     @property
+    def never_submitted(self) -> bool:
+        """Waiting for its first submission: no executor has run, so the run has no metric points
+        (the pages skip their queries)."""
+        return self.status == Status.QUEUED and self.submitted_at is None
+
+    @property
     def total_cores(self) -> int:
         return self.num_executors * self.executor_cores
 
