@@ -764,7 +764,12 @@ def _worker_lines(obs: Observation) -> list[str]:
 
 def no_resources(obs: Observation, limits: Limits) -> Diagnosis | None:
     app = obs.master_app
-    warned = [ln for ln in _lines(obs.driver_log) if _NO_RESOURCES in ln]
+    warned = []
+    for ln in _lines(obs.driver_log):
+        if "all reservations completed" in ln:
+            warned = []  # executors ran since: an older warning is no finding (a busy start, not a stuck one)
+        elif _NO_RESOURCES in ln:
+            warned.append(ln)
     registered = _active_executors(obs.executors)
     if registered:
         return None  # some executor runs: not this (fewer than needed is the reservations rule)

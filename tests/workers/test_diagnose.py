@@ -220,6 +220,14 @@ def test_no_resources_waits_10_s_and_not_when_executors_run():
     assert diagnose(running) is None  # a transient warning: the executors came
 
 
+def test_an_old_warning_is_no_finding_once_the_executors_joined():
+    # A training run's tick asks no Spark API (and under load one may not answer): the driver log's
+    # own progress says the executors came after the warning.
+    done = "2026-11-24 14:24:50,001 INFO (MainThread-19299) all reservations completed"
+    assert diagnose(obs(driver_log=f"{NO_RESOURCES_LINE}\n{done}\n")) is None
+    assert diagnose(obs(driver_log=f"{done}\n{NO_RESOURCES_LINE}\n")).code == "no_resources"  # a later job waits
+
+
 # --- feed timeout ----------------------------------------------------------------------------------
 
 FEED_STDERR = """\
