@@ -278,7 +278,8 @@ def test_a_second_host_and_the_web_in_their_own_pid_namespaces(
         assert resp.json()["status"] == "CANCELLED"
         wait_for(lambda: not nothing_left(spark_cluster, [run]), 60, "B to stop the driver and executors")
         assert "webapp.runs.tasks.stop_driver" in hostb_log.read_text(errors="replace")
-        assert Run.objects.get(pk=run.pk).driver_seen["state"] == "stopped"
+        # (recorded once B has copied the executors' last log bytes)
+        wait_for(lambda: Run.objects.get(pk=run.pk).driver_seen["state"] == "stopped", 30, "B's stop recorded")
 
         # Host B goes down (its whole PID namespace killed, driver included).
         run = run_on_hostb("30")

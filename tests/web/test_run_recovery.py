@@ -189,6 +189,9 @@ def test_an_ended_runs_driver_is_stopped_on_its_host_and_swept_until_then(queued
     assert drivers.stop(run.pk) is True  # what the driver host's worker runs
     assert not group_pids(launcher)
     assert Run.objects.get(pk=run.pk).driver_seen["state"] == drivers.STOPPED
+    # A probe that was under way during the stop answers late: the driver stays recorded stopped.
+    late = drivers.record(run.pk, supervision.DriverState(supervision.RUNNING, host="", seen_at=time.time()))
+    assert late["state"] == Run.objects.get(pk=run.pk).driver_seen["state"] == drivers.STOPPED
     assert drivers.sweep_unstopped(now=time.time() + 3600) == 0
 
 

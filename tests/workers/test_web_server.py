@@ -145,9 +145,14 @@ def test_compose_runs_the_web_with_the_same_config():
         assert flag not in command  # one place for the server's settings
 
 
-def other_backends(cursor) -> int:
+SERVER_APP_NAME = "sparkdeck-test-web"
+
+
+def server_backends(cursor) -> int:
+    """The test server's connections (named by it: the e2e stack may hold connections of its own)."""
     cursor.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+        [SERVER_APP_NAME],
     )
     return cursor.fetchone()[0]
 
@@ -161,14 +166,15 @@ def test_database_connections_are_kept_across_requests(transactional_db, alice, 
     from django.test import Client
 
     db = settings.DATABASES["default"]
-    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}{url_suffix}"
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    url += f"?application_name={SERVER_APP_NAME}" + url_suffix.replace("?", "&")
     client = Client()
     client.force_login(alice[0])
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
     proc = start_server(tmp_path, DATABASE_URL=url)
     try:
         with connection.cursor() as cursor:
-            assert other_backends(cursor) == 0
+            assert server_backends(cursor) == 0
             conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=30)
             for _ in range(12):
                 conn.request("GET", "/datasets/", headers={"Cookie": cookie})
@@ -176,7 +182,7 @@ def test_database_connections_are_kept_across_requests(transactional_db, alice, 
                 assert (resp.status, resp.read().count(b"Datasets") > 0) == (200, True)
             conn.close()
             time.sleep(0.5)
-            held = other_backends(cursor)
+            held = server_backends(cursor)
         threads = 2 * 4  # web workers × threads (the config's defaults)
         assert (1 <= held <= threads) if kept else held == 0, held
     finally:

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 STOPPED = "stopped"  # the driver of an ended run is known to be gone (stopped, or it had exited)
 STOP_RETRY_SECONDS = 15  # an unanswered stop request is sent again after this
 STOP_SWEEP_SECONDS = 24 * 3600  # ended runs older than this are no longer swept for a live driver
+# (a JSON key that is absent compares as NULL: say so, or the negation would drop those rows too)
+_NOT_STOPPED = Q(driver_seen__state__isnull=True) | ~Q(driver_seen__state=STOPPED)
 
 
 def host_of(handle: dict) -> str:
@@ -37,8 +39,14 @@ def is_local(handle: dict) -> bool:
 
 
 def record(run_id: int, state: supervision.DriverState, **extra) -> dict:
+    """Record what the driver's host saw. STOPPED is final: a probe that was under way while the stop
+    ran answers later, and must not make a stopped driver look alive again."""
     seen = {"state": state.state, "at": state.seen_at or time.time(), "host": state.host, **extra}
-    Run.objects.filter(pk=run_id).update(driver_seen=seen)
+    rows = Run.objects.filter(pk=run_id)
+    if state.state != STOPPED:
+        rows = rows.filter(_NOT_STOPPED)
+    if not rows.update(driver_seen=seen):
+        return Run.objects.filter(pk=run_id).values_list("driver_seen", flat=True).first() or seen
     return seen
 
 
@@ -123,8 +131,7 @@ def sweep_unstopped(now: float | None = None) -> int:
     runs = (
         Run.objects.filter(status__in=TERMINAL, finished_at__gte=since)
         .exclude(backend_handle={})
-        # (a JSON key that is absent compares as NULL: say so, or exclude() would drop those rows too)
-        .filter(Q(driver_seen__state__isnull=True) | ~Q(driver_seen__state=STOPPED))
+        .filter(_NOT_STOPPED)
         .only("pk", "backend_handle", "driver_seen")
     )
     asked = 0
