@@ -34,6 +34,12 @@ from workers.localcluster import LocalCluster, cmdline, free_port, free_port_blo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.django_db(transaction=True)]
 
+# The outage test's run and outages, short enough for the suite; a longer measurement sets them, e.g.
+# FAULT_EPOCHS=40 FAULT_WEB_DOWN_S=15 (the master stays down 3 s longer than the web unless told).
+EPOCHS = int(os.environ.get("FAULT_EPOCHS", "14"))
+WEB_DOWN_S = float(os.environ.get("FAULT_WEB_DOWN_S", "14"))
+MASTER_DOWN_S = max(float(os.environ.get("FAULT_MASTER_DOWN_S", "0")), WEB_DOWN_S + 3)
+
 UNSHARE = ("unshare", "--pid", "--fork", "--mount-proc")
 
 
@@ -115,18 +121,18 @@ def test_web_killed_and_master_restarted_mid_run_lose_no_point_and_no_log_byte(
     stack, owner, digits_dataset, restartable_master_cluster
 ):
     cluster = restartable_master_cluster
-    run = submit(owner, digits_dataset, cluster, num_executors=2, hp_cnn_epochs="14")
+    run = submit(owner, digits_dataset, cluster, num_executors=2, hp_cnn_epochs=str(EPOCHS))
     wait_for(lambda: MetricPoint.objects.filter(run=run).exists(), 240, "the first metric points")
     # The master dies; while it is down the web server dies too; both come back while the run trains.
     cluster.local.stop_master()
     kill_group(stack.web)  # SIGKILL: the executors' posts fail from now on
     stored_at_kill = MetricPoint.objects.filter(run=run).count()
-    time.sleep(14)
+    time.sleep(WEB_DOWN_S)
     stack.start_web()
-    time.sleep(3)  # 17 s without a master: past the workers' one quick retry
+    time.sleep(MASTER_DOWN_S - WEB_DOWN_S)  # past the workers' one quick retry
     cluster.local.start_master()
     assert not Run.objects.get(pk=run.pk).is_terminal, "the run ended before the faults were over: too short"
-    run, seen = wait_terminal(run.pk, 300, stack)
+    run, seen = wait_terminal(run.pk, 300 + 10 * EPOCHS, stack)
     assert run.status == Run.Status.SUCCEEDED, (run.status_reason, seen)
 
     # Metrics: every point exactly once (the unique constraint forbids a second copy).
@@ -151,7 +157,8 @@ def test_web_killed_and_master_restarted_mid_run_lose_no_point_and_no_log_byte(
     status = json.loads((run.run_dir / "executors" / "status.json").read_text())
     assert all(status[k]["complete"] for k in originals), status
     kept = sum(p.stat().st_size for p in originals.values())
-    print(f"\nweb down 14 s, master down 17 s: {points.count()} of {expected_points(run)} points stored "
+    print(f"\nweb down {WEB_DOWN_S:g} s, master down {MASTER_DOWN_S:g} s, {epochs} epochs: "
+          f"{points.count()} of {expected_points(run)} points stored "
           f"({stored_at_kill} before the kill); executor logs {kept} of {kept} bytes")  # fmt: skip
 
 
