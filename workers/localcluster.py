@@ -13,6 +13,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -176,8 +177,10 @@ class LocalCluster:
         worker_memory: str = "4g",
         gpus_per_worker: int = 0,
         gpu_discovery_script: str | Path | None = None,
+        recovery: bool = True,
     ):
         self.state_dir = Path(state_dir).resolve()
+        self.recovery = recovery
         self.master_port = master_port
         self.webui_port = webui_port
         self.workers = workers
@@ -202,6 +205,11 @@ class LocalCluster:
     def work_dirs(self) -> list[Path]:
         """Each worker's --work-dir: executor logs land in <dir>/<app id>/<executor id>/."""
         return [self.state_dir / f"work-{i}" for i in range(1, self.workers + 1)]
+
+    @property
+    def recovery_dir(self) -> Path:
+        """The master's recovery state (its workers and applications), kept across a master restart."""
+        return self.state_dir / "recovery"
 
     @property
     def worker_ui_ports(self) -> list[int]:
@@ -248,7 +256,13 @@ class LocalCluster:
         env["SPARK_DAEMON_JAVA_OPTS"] = (env.get("SPARK_DAEMON_JAVA_OPTS", "") + " -Dspark.port.maxRetries=0").strip()
         # The master's REST submission server (cluster deploy mode) would grab port 6066 (or the next
         # free one): unused here, and a second cluster on the machine would collide with it.
-        env["SPARK_MASTER_OPTS"] = (env.get("SPARK_MASTER_OPTS", "") + " -Dspark.master.rest.enabled=false").strip()
+        master_opts = " -Dspark.master.rest.enabled=false"
+        if self.recovery:
+            # A master that is restarted reads back the workers and applications it had and lets
+            # them run on; without it, it tells re-registering workers to kill every executor.
+            master_opts += " -Dspark.deploy.recoveryMode=FILESYSTEM"
+            master_opts += f" -Dspark.deploy.recoveryDirectory={self.recovery_dir}"
+        env["SPARK_MASTER_OPTS"] = (env.get("SPARK_MASTER_OPTS", "") + master_opts).strip()
         if self.gpus_per_worker:
             opts = (
                 f"-Dspark.worker.resource.gpu.amount={self.gpus_per_worker} "
@@ -310,6 +324,10 @@ class LocalCluster:
         if self.gpus_per_worker:
             _check_script(Path(self.gpu_discovery_script).resolve())
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        # A new cluster: what an earlier one's master had is gone (recovering it would only wait for
+        # the dead workers and drivers to time out).
+        shutil.rmtree(self.recovery_dir, ignore_errors=True)
+        self.recovery_dir.mkdir()
         deadline = time.monotonic() + timeout
         daemons: list[dict] = []
         try:
@@ -353,8 +371,9 @@ class LocalCluster:
         self._write_state([d for d in self._live_daemons() if d["cls"] != MASTER_CLASS])
 
     def start_master(self, timeout: float = 60) -> None:
-        """Start the master again on its own ports (after stop_master); without recovery mode it
-        knows nothing of the applications and workers it had."""
+        """Start the master again on its own ports (after stop_master). In recovery mode (the default)
+        it takes back the workers and applications it had, and is ALIVE once they answered; without,
+        it knows none of them."""
         if any(d["cls"] == MASTER_CLASS for d in self._live_daemons()):
             raise ClusterError(f"the master of {self.state_dir} is already running")
         self._wait(

@@ -6,6 +6,8 @@ valid data accepted; auth not ignored; ...). Bounded: a few examples per operati
 The schema is generated here at import (schemathesis parametrizes at collection, before the live server
 exists); test_served_schema_is_the_one_fuzzed shows it is the document /api/schema/ serves."""
 
+import os
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -18,7 +20,8 @@ from webapp.api import tokens
 from webapp.datasets.models import Dataset
 from webapp.runs.models import MetricPoint, Run
 
-EXAMPLES_PER_OPERATION = 6
+# A few in the suite; a longer search sets FUZZ_EXAMPLES (e.g. 200).
+EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "6"))
 # Schema-valid requests these operations refuse (400) for what no schema can say: a team, dataset or
 # cluster id that is not among yours, a cursor made for another sort, an expression's grammar, a file's
 # contents, a class index past the run's classes. Everywhere else valid data must be accepted.

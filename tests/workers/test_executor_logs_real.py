@@ -1,5 +1,6 @@
 """Executor logs survive a Spark master crash: a real loopback cluster whose master is killed mid-run
-and started again on its ports (no recovery mode, so it knows neither the app nor the workers).
+and started again on its ports, without recovery mode (as a cluster an admin set up may run), so it
+knows neither the app nor the workers.
 
 About a minute on 2 cores.
 """
@@ -35,7 +36,9 @@ def cluster(tmp_path, monkeypatch):
     # the workers' next try comes 30-90 s after the crash, after this app has ended: the case of a
     # master that was restarted but has not got its workers back yet.
     monkeypatch.setenv("SPARK_WORKER_OPTS", "-Dspark.worker.initialRegistrationRetries=1")
-    c = LocalCluster(tmp_path / "spark", master_port=free_port(), webui_port=free_port_block(3), worker_memory="1g")
+    c = LocalCluster(
+        tmp_path / "spark", master_port=free_port(), webui_port=free_port_block(3), worker_memory="1g", recovery=False
+    )
     c.start(timeout=90)
     yield c
     c.stop()
