@@ -149,4 +149,7 @@ TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
 NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 CONTROL_MESSAGE = "Control characters (such as NUL) are not allowed."
 text_validator = RegexValidator(TEXT_PATTERN, CONTROL_MESSAGE, code="control_characters")
+# Free text (notes) may hold newlines and tabs, never NUL (PostgreSQL cannot store it; DRF refuses it too).
+NOTE_PATTERN = r"^[^\x00]*$"
+note_validator = RegexValidator(NOTE_PATTERN, "Null characters are not allowed.", code="null_characters")
 name_validator = RegexValidator(NAME_PATTERN, "A name needs a visible character and no control characters.")

@@ -344,6 +344,20 @@ def test_api_run_name_with_control_characters_or_blank(api, world, subtests):
 
 
 @pytest.mark.django_db
+def test_api_run_notes_keep_newlines_and_tabs_but_not_nul(api, world):
+    url = f"/api/runs/{world['run'].pk}/"
+    resp = api.patch(url, {"notes": "a\x00b"}, format="json")
+    assert resp.status_code == 400 and "Null characters" in resp.json()["notes"][0]
+    resp = api.patch(url, {"notes": "line 1\n\tline 2"}, format="json")
+    assert resp.status_code == 200 and resp.json()["notes"] == "line 1\n\tline 2"
+    # and the schema says so, so that a fuzzer's valid notes hold no NUL
+    from drf_spectacular.generators import SchemaGenerator
+
+    notes = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]["PatchedRunEditRequest"]
+    assert notes["properties"]["notes"]["oneOf"][0]["pattern"] == r"^[^\u0000]*$"
+
+
+@pytest.mark.django_db
 def test_api_unknown_route_is_a_json_404(api):
     for path in ("/api/runs/abc/", "/api/runs/-1/", "/api/nothing/"):
         resp = api.get(path)

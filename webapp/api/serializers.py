@@ -275,7 +275,9 @@ class RunEditSerializer(serializers.Serializer):
         validators=[params.name_validator],
     )
     tags = TagsField(required=False, help_text='A list of tags, or one string "a, b c". Replaces the run\'s tags.')
-    notes = StrictCharField(required=False, allow_blank=True, trim_whitespace=False, max_length=100_000)
+    notes = StrictCharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=100_000, validators=[params.note_validator]
+    )
     starred = serializers.BooleanField(required=False)
     archived = serializers.BooleanField(required=False)
 
