@@ -454,12 +454,20 @@ class DatasetUploadSerializer(serializers.Serializer):
     team = TeamRefField(required=False, allow_blank=True, help_text="Team id or slug (see submitting runs).")
     name = StrictCharField(max_length=200, validators=[params.name_validator])
     file = serializers.FileField(help_text="NPZ (arrays x, y), CSV/TSV/Parquet (a label column) or a ZIP of images.")
-    label_column = StrictCharField(required=False, default="label")
+    # (empty = the default, as the form takes them; their lengths are the form's)
+    label_column = StrictCharField(required=False, allow_blank=True, max_length=100, default="label")
     layout = serializers.ChoiceField(choices=Dataset.Layout.choices, required=False, default=Dataset.Layout.IMAGE)
-    shape = StrictCharField(required=False, help_text="e.g. 28x28, 28x28x3, 20x3; empty = inferred")
-    x_key = StrictCharField(required=False, default="x")
-    y_key = StrictCharField(required=False, default="y")
-    image_size = StrictCharField(required=False, help_text="ZIP of images: height x width, e.g. 64x64")
+    shape = StrictCharField(
+        required=False, allow_blank=True, max_length=40, help_text="e.g. 28x28, 28x28x3, 20x3; empty = inferred"
+    )
+    x_key = StrictCharField(required=False, allow_blank=True, max_length=100, default="x")
+    y_key = StrictCharField(required=False, allow_blank=True, max_length=100, default="y")
+    image_size = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=20,
+        help_text="ZIP of images: height x width, e.g. 64x64; empty = the most common size in the archive",
+    )
     test_fraction = StrictFloatField(required=False, min_value=0.01, max_value=0.9, default=DEFAULT_TEST_FRACTION)
     test_file = serializers.FileField(required=False, help_text="The test split as its own file.")
 

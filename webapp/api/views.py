@@ -44,9 +44,11 @@ BINARY = OpenApiTypes.BINARY
 PAST_THE_END = OpenApiResponse(description="A page past the last one.")
 
 
-def _bounded(low: int, high: int) -> dict:
-    """An integer parameter's schema with its range, so clients (and the fuzz test) know it."""
-    return {"type": "integer", "minimum": low, "maximum": high}
+def _bounded(low: int, high: int, blank_is_default: bool = False) -> dict:
+    """An integer parameter's schema with its range, so clients (and the fuzz test) know it; where an
+    empty value means the default (as the browser's forms send it), the schema says so."""
+    schema = {"type": "integer", "minimum": low, "maximum": high}
+    return {"oneOf": [schema, {"type": "string", "maxLength": 0}]} if blank_is_default else schema
 
 
 class Conflict(APIException):
@@ -101,8 +103,8 @@ RUN_FILTERS = [
     OpenApiParameter("cursor", str, description="next_cursor or prev_cursor of an earlier page."),
     OpenApiParameter(
         "size",
-        _bounded(1, table.MAX_SIZE),
-        description=f"Runs per page, 1 to {table.MAX_SIZE} (default {table.DEFAULT_SIZE}).",
+        _bounded(1, table.MAX_SIZE, blank_is_default=True),
+        description=f"Runs per page, 1 to {table.MAX_SIZE} (default {table.DEFAULT_SIZE}, also when empty).",
     ),
 ]
 
