@@ -1,25 +1,21 @@
-"""Small PNG thumbnails of image rows for the dataset page (data: URIs; zlib only, no imaging library)."""
+"""Small PNG thumbnails of image rows for the dataset page (data: URIs, written with Pillow)."""
 
 import base64
+import io
 import math
-import struct
-import zlib
 
 import numpy as np
+from PIL import Image
 
 MAX_SIDE = 64  # larger images are subsampled to at most this many pixels a side
 PER_CLASS = 6
 MAX_CLASSES = 20
-_COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels → PNG colour type: grey, RGB, RGBA
+CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: Pillow reads the mode from the array's shape (uint8)
 
 
 def is_image_shape(shape) -> bool:
     """(h, w, c) that reads as a picture: both sides over one pixel, grey/RGB/RGBA."""
-    return len(shape) == 3 and shape[0] > 1 and shape[1] > 1 and shape[2] in _COLOR_TYPES
-
-
-def _chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    return len(shape) == 3 and shape[0] > 1 and shape[1] > 1 and shape[2] in CHANNELS
 
 
 def png_bytes(features: np.ndarray) -> bytes:
@@ -27,11 +23,10 @@ def png_bytes(features: np.ndarray) -> bytes:
     h, w, c = features.shape
     step = max(1, math.ceil(max(h, w) / MAX_SIDE))
     pixels = np.clip(np.rint(features[::step, ::step] * 255.0), 0, 255).astype(np.uint8)
-    h, w = pixels.shape[:2]
-    raw = b"".join(b"\x00" + row.tobytes() for row in pixels.reshape(h, w * c))
-    header = struct.pack(">IIBBBBB", w, h, 8, _COLOR_TYPES[c], 0, 0, 0)
-    chunks = _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b"")
-    return b"\x89PNG\r\n\x1a\n" + chunks
+    image = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def data_uri(features: np.ndarray) -> str:
