@@ -314,6 +314,16 @@ def _(path):
     _zip([*_classes(), ("dog/9.png", _png_header_only(100_000, 100_000))], path)
 
 
+@case("zip_long_strip.zip", "Image 'dog/9.png' in the ZIP is too large: 1×20,000 pixels (height×width)")
+def _(path):
+    _zip([*_classes(), ("dog/9.png", _png_header_only(20_000, 1))], path)
+
+
+@case("zip_too_many_classes.zip", "Too many classes: the ZIP has 6 class folders; at most 5", limits={"max_classes": 5})
+def _(path):
+    _zip(_classes(names=("a", "b", "c", "d", "e", "f")), path)
+
+
 @case("zip_mixed_sizes.zip", "mixed image sizes")
 def _(path):
     _zip(_classes(sizes=[(8, 8)] * 4 + [(6, 6)] * 2), path)

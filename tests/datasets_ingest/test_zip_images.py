@@ -162,6 +162,20 @@ def test_most_common_size_wins_when_few_images_differ(tmp_path):
     assert ingest(tmp_path / "mixed.zip", "zip", tmp_path / "sized", image_size=(8, 8)).resized == 2
 
 
+def test_mixed_sizes_suggest_a_size_within_the_limit(tmp_path):
+    from webapp.datasets.ingest.info import Limits
+
+    big, small = np.zeros((20, 20), dtype=np.uint8), np.zeros((8, 8), dtype=np.uint8)
+    members = {f"{c}/{i}.png": image_bytes(big if i < 3 else small) for c in "ab" for i in range(5)}
+    write_zip(tmp_path / "mixed.zip", members)
+    # 20×20 is the common size; with at most 100 values an image, 20x20 is no advice to give
+    with pytest.raises(DatasetError, match=r"are 20×20 .*\(e\.g\. 10x10\)") as err:
+        ingest(tmp_path / "mixed.zip", "zip", tmp_path / "bad", limits=Limits(max_features=100))
+    assert "20x20" not in str(err.value)
+    with pytest.raises(DatasetError, match=r"\(e\.g\. 20x20\)"):
+        ingest(tmp_path / "mixed.zip", "zip", tmp_path / "bad")
+
+
 def test_one_top_folder_and_ignored_files(tmp_path):
     rng = np.random.default_rng(5)
     images = {f"{c}/{i}.png": image_bytes(rng.integers(0, 256, (4, 4), dtype=np.uint8)) for c in "xy" for i in range(3)}

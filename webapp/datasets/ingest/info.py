@@ -1,6 +1,7 @@
 """Limits on uploads and the summary of a converted dataset (mirrors meta.json)."""
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,11 @@ class Limits:
     max_member_bytes: int = 64 << 20  # uncompressed size of one file in the archive
     max_unzipped_bytes: int = 4 << 30  # uncompressed size of all the images together
     max_zip_ratio: int = 100  # uncompressed / compressed size of one member above which it is a zip bomb
+
+    @property
+    def max_side(self) -> int:
+        """The longer side of one image: that of the largest square (a 20000×1 strip is no picture)."""
+        return math.isqrt(self.max_pixels)
 
 
 @dataclass

@@ -30,9 +30,9 @@ class LabelCollector:
             if key not in self._ids:
                 if len(self._ids) >= self.max_classes:
                     raise DatasetError(
-                        f"The labels have more than {self.max_classes} distinct values. Sparkdeck "
-                        "trains classifiers: each label must be a class (a category or class id), "
-                        "not a continuous number."
+                        f"Too many classes: the labels have more than {self.max_classes:,} distinct values "
+                        f"(at most {self.max_classes:,} classes). Sparkdeck trains classifiers: each label "
+                        "must be a class (a category or class id), not a continuous number."
                     )
                 self._ids[key] = len(self._ids)
             remap[i] = self._ids[key]

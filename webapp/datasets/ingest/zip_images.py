@@ -11,7 +11,7 @@ directory), unsafe paths (``..``, absolute, backslashes, drive letters), symboli
 encrypted members, unsupported compression, the uncompressed size of each member and of all of
 them, and the compression ratio (a zip bomb). Then members are read one at a time into memory,
 each at most ``Limits.max_member_bytes``, and every image's pixel count is checked from its
-header before it is decoded (``Limits.max_pixels``).
+header before it is decoded (``Limits.max_pixels``, ``Limits.max_side``).
 
 Two passes, like the other readers: the constructor decodes every image once to validate it and
 keeps only its size and mode; :meth:`ZipImageSource.batches` decodes them again, a chunk at a
@@ -28,6 +28,7 @@ pixels divided by 255.
 import collections
 import io
 import lzma
+import math
 import re
 import stat
 import struct
@@ -140,6 +141,12 @@ class ZipImageSource:
                     raise DatasetError(f"The ZIP has {entries:,} entries; the limit is {limits.max_images:,} images.")
                 with zipfile.ZipFile(fh) as zf:
                     self._members, classes = self._list(zf.infolist())
+                    folders = len(set(classes))
+                    if folders > limits.max_classes:
+                        raise DatasetError(
+                            f"Too many classes: the ZIP has {folders:,} class folders; at most "
+                            f"{limits.max_classes:,} classes are accepted (one folder per class)."
+                        )
                     self._probe(zf)
         except DatasetError:
             raise
@@ -286,6 +293,12 @@ class ZipImageSource:
                     w, h = im.size
                     if w * h > self.limits.max_pixels:
                         raise self._too_many_pixels(name, (w, h))
+                    if max(w, h) > self.limits.max_side:
+                        raise DatasetError(
+                            f"Image {name!r} in the ZIP is too large: {h:,}×{w:,} pixels (height×width); "
+                            f"images may be at most {self.limits.max_side:,} pixels a side. Shrink the "
+                            "images before zipping them."
+                        )
                     if im.format in _EXIF_FORMATS and im.getexif().get(ExifTags.Base.Orientation) in _ROTATED:
                         w, h = h, w
                     mode = im.mode
@@ -311,12 +324,15 @@ class ZipImageSource:
             other = n - count
             if other > RESIZE_SHARE * n:
                 i = int(np.argmax((self._heights != size[0]) | (self._widths != size[1])))
+                # suggest the common size only where images of it are within the limit
+                side = min(64, math.isqrt(self.limits.max_features))
+                hint = size if size[0] * size[1] <= self.limits.max_features else (side, side)
                 raise DatasetError(
                     f"The ZIP has mixed image sizes: {count:,} of its {n:,} images are {size[0]}×{size[1]} "
                     f"(height×width) but {other:,} ({other / n:.0%}) are not, e.g. "
                     f"{self._members[i].orig_filename!r} is {self._heights[i]}×{self._widths[i]}. Images of "
                     f"other sizes are resized to the most common size only when they are at most "
-                    f"{RESIZE_SHARE:.0%} of them; choose an image size (e.g. {size[0]}x{size[1]}) to resize them all."
+                    f"{RESIZE_SHARE:.0%} of them; choose an image size (e.g. {hint[0]}x{hint[1]}) to resize them all."
                 )
             self._size = size
         h, w = self._size
