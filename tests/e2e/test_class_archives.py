@@ -60,6 +60,9 @@ def test_first_run_learns_the_class_archives_and_the_next_maps_them(
             break
         assert time.time() < deadline, sorted(p.name for p in key_dir.iterdir())
         time.sleep(1)
+    # The dumps' warnings (old classes in the jars) are in the dumps' own logs, not the run's.
+    assert "[warning][cds" not in all_logs(first)
+    assert any(b"[warning][cds" in p.read_bytes() for p in key_dir.glob("*.jsa.part.log"))
 
     second = submit(owner, digits_dataset, loopback_cluster, hp_cnn_epochs="1")
     second, _ = wait_terminal(second.pk, 300, celery_worker)
