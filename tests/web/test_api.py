@@ -612,6 +612,20 @@ def test_artifacts_listed_and_downloaded(alice, run_files):
 
 
 @pytest.mark.django_db
+def test_run_result_names_the_model_by_its_url_not_its_path(alice, run_files):
+    model = run_files.run_dir / "model" / "model.keras"
+    run_files.result = {"test_accuracy": 0.9, "model": str(model)}
+    run_files.save(update_fields=["result"])
+    c = token_client(alice[0])
+    result = c.get(f"/api/runs/{run_files.pk}/").json()["result"]
+    assert result["test_accuracy"] == 0.9
+    assert result["model"] == f"http://testserver/api/runs/{run_files.pk}/artifacts/model/"
+    assert str(run_files.run_dir) not in json.dumps(result)
+    model.unlink()  # recorded, but not (or no longer) there: no URL to a 404
+    assert c.get(f"/api/runs/{run_files.pk}/").json()["result"]["model"] is None
+
+
+@pytest.mark.django_db
 def test_artifacts_not_written_yet(alice, run_a):
     c = token_client(alice[0])
     assert c.get(f"/api/runs/{run_a.pk}/artifacts/").json() == {

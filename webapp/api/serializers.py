@@ -155,6 +155,7 @@ class RunSerializer(RunListSerializer):
     executors = serializers.SerializerMethodField()
     can_edit = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
+    result = serializers.SerializerMethodField()
 
     class Meta(RunListSerializer.Meta):
         fields = [
@@ -185,6 +186,21 @@ class RunSerializer(RunListSerializer):
     def get_can_edit(self, run) -> bool:
         request = self.context.get("request")
         return bool(request) and can_edit_run(request.user, run)
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "additionalProperties": {},
+            "description": "What the job reported (result.json); `model` is the model's download URL "
+            "(null until it is written), never a path on the server.",
+        }
+    )
+    def get_result(self, run) -> dict:
+        result = dict(run.result or {})
+        if "model" in result:
+            found = artifacts.file_stat(run, artifacts.model_path(run)) is not None
+            result["model"] = _url(self.context.get("request"), "api:run-model", run.pk) if found else None
+        return result
 
     @extend_schema_field(RunLinksSerializer)
     def get_links(self, run) -> dict:
