@@ -19,12 +19,6 @@
     });
   }
 
-  for (const form of document.querySelectorAll("form[data-confirm]")) {
-    form.addEventListener("submit", (ev) => {
-      if (!window.confirm(form.dataset.confirm)) ev.preventDefault();
-    });
-  }
-
   const statusEl = document.getElementById("ds-status");
   if (!statusEl || statusEl.dataset.active !== "1") return;
   const badge = statusEl.querySelector(".status");

@@ -125,3 +125,20 @@ def test_submit_task_is_idempotent(alice, digits_dataset, cluster):
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED and run.backend_handle == {}
     assert not run.run_dir.exists()
+
+
+@pytest.mark.django_db
+def test_the_only_enabled_cluster_is_preselected(client_a, digits_dataset, cluster):
+    from webapp.clusters.models import Cluster
+
+    def selected():
+        page = client_a.get(reverse("run_new")).content.decode()
+        return [c.pk for c in Cluster.objects.all() if f'<option value="{c.pk}" selected>' in page]
+
+    assert selected() == [cluster.pk]
+    Cluster.objects.create(
+        name="off", master_url="spark://127.0.0.1:7078", rest_url="http://127.0.0.1:8081", enabled=False
+    )
+    assert selected() == [cluster.pk]  # a disabled one is no choice
+    Cluster.objects.create(name="second", master_url="spark://127.0.0.1:7079", rest_url="http://127.0.0.1:8082")
+    assert selected() == []  # two to choose from: the user picks

@@ -27,6 +27,9 @@ class RunForm(forms.Form):
     def __init__(self, *args, datasets, team=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = datasets.filter(status=Dataset.Status.READY)
+        clusters = list(self.fields["cluster"].queryset[:2])
+        if len(clusters) == 1:  # nothing to choose: the one enabled cluster is picked
+            self.fields["cluster"].initial = clusters[0].pk
         for template in TEMPLATES.values():
             for p in template.params:
                 field_name = f"{HP_PREFIX}{template.key}_{p.name}"
