@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from webapp.accounts import views as account_views
@@ -21,6 +23,8 @@ urlpatterns = [
     path("accounts/team/members/", account_views.team_members, name="team_members"),
     path("accounts/notifications/", notification_views.settings_page, name="notification_settings"),
     path("healthz", lambda r: HttpResponse("ok"), name="healthz"),
+    # Browsers ask for /favicon.ico wherever a page names no icon (raw files, JSON): the static one.
+    path("favicon.ico", lambda r: redirect(static("favicon.svg"), permanent=True), name="favicon"),
     path("", history_views.run_table, name="dashboard"),  # the run table: the team's home page
     path("datasets/", dataset_views.dataset_list, name="dataset_list"),
     path("datasets/upload/", dataset_views.dataset_upload, name="dataset_upload"),

@@ -5,7 +5,7 @@ from django.http import JsonResponse
 # Paths reachable without a session: login itself, static files, the metrics ingest endpoint
 # (authenticated by its per-run bearer token instead) and the REST API (DRF authenticates by API token
 # or session and answers 401/403 itself; its HTML pages, /api/token/ and /api/docs/, require a login).
-OPEN_PREFIXES = ("/accounts/login/", "/static/", "/ingest/", "/healthz", "/api/")
+OPEN_PREFIXES = ("/accounts/login/", "/static/", "/ingest/", "/healthz", "/favicon.ico", "/api/")
 
 
 class LoginRequiredMiddleware:
