@@ -9,13 +9,20 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install browser run stop test test-fast lint format bench bench-history bench-load clean
+.PHONY: install install-dev browser run stop test test-fast lint format bench bench-history bench-load clean
 
+# The runtime (make run); the tests' tools (pytest, schemathesis, playwright, ruff) on top for make test.
 install: $(VENV)/.installed node_modules/.installed
+
+install-dev: install $(VENV)/.installed-dev
 
 $(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock -r requirements-dev.lock
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -50,18 +57,18 @@ define run-pytest
 	$(PY) -m pytest $(PYTEST_ARGS)
 endef
 
-test: install browser
+test: install-dev browser
 	$(run-pytest)
 
 # Everything but the real-cluster and browser tests (seconds instead of minutes; no chromium needed).
 test-fast: PYTEST_ARGS = -m "not spark and not e2e and not browser"
-test-fast: install
+test-fast: install-dev
 	$(run-pytest)
 
-lint:
+lint: install-dev
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-format:
+format: install-dev
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 
 bench: install
