@@ -177,7 +177,7 @@ class LocalCluster:
         worker_memory: str = "4g",
         gpus_per_worker: int = 0,
         gpu_discovery_script: str | Path | None = None,
-        recovery: bool = True,
+        recovery: bool = False,
     ):
         self.state_dir = Path(state_dir).resolve()
         self.recovery = recovery
@@ -260,6 +260,8 @@ class LocalCluster:
         if self.recovery:
             # A master that is restarted reads back the workers and applications it had and lets
             # them run on; without it, it tells re-registering workers to kill every executor.
+            # Off by default: a restarted master once stayed RECOVERING past 60 s, waiting for an
+            # application whose endpoint refused the connection (docs/clusters.md).
             master_opts += " -Dspark.deploy.recoveryMode=FILESYSTEM"
             master_opts += f" -Dspark.deploy.recoveryDirectory={self.recovery_dir}"
         env["SPARK_MASTER_OPTS"] = (env.get("SPARK_MASTER_OPTS", "") + master_opts).strip()
@@ -371,9 +373,9 @@ class LocalCluster:
         self._write_state([d for d in self._live_daemons() if d["cls"] != MASTER_CLASS])
 
     def start_master(self, timeout: float = 60) -> None:
-        """Start the master again on its own ports (after stop_master). In recovery mode (the default)
-        it takes back the workers and applications it had, and is ALIVE once they answered; without,
-        it knows none of them."""
+        """Start the master again on its own ports (after stop_master). In recovery mode it takes
+        back the workers and applications it had, and is ALIVE once they answered; without (the
+        default), it knows none of them."""
         if any(d["cls"] == MASTER_CLASS for d in self._live_daemons()):
             raise ClusterError(f"the master of {self.state_dir} is already running")
         self._wait(

@@ -38,12 +38,3 @@ def test_every_queue_has_a_consumer_and_the_driver_host_takes_its_own():
 def test_one_beat():
     beats = [n for n, s in services().items() if (s.get("command") or [])[3:4] == ["beat"]]
     assert beats == ["beat"]
-
-
-def test_the_master_runs_in_recovery_mode_on_a_volume():
-    master = services()["spark-master"]
-    opts = master["environment"]["SPARK_MASTER_OPTS"].split()
-    assert "-Dspark.deploy.recoveryMode=FILESYSTEM" in opts
-    directory = next(o.split("=", 1)[1] for o in opts if o.startswith("-Dspark.deploy.recoveryDirectory="))
-    # kept across a restart of the container: on a named volume
-    assert any(directory.startswith(v.split(":")[1] + "/") for v in master["volumes"])

@@ -1,6 +1,6 @@
 """Executor logs survive a Spark master crash: a real loopback cluster whose master is killed mid-run
-and started again on its ports, without recovery mode (as a cluster an admin set up may run), so it
-knows neither the app nor the workers.
+and started again on its ports, without recovery mode (LocalCluster's default, and most clusters'),
+so it knows neither the app nor the workers.
 
 About a minute on 2 cores.
 """
