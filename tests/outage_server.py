@@ -2,7 +2,9 @@
 (a web server killed and restarted), for the metrics poster's tests on both sides."""
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tests.fake_http import QuietHandler
 
 
 class OutageServer:
@@ -27,7 +29,7 @@ class OutageServer:
     def start(self) -> "OutageServer":
         box = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 box.hits += 1
@@ -41,9 +43,6 @@ class OutageServer:
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)
-
-            def log_message(self, *args):
-                pass
 
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)  # reuse_address: same port again
         self.port = server.server_address[1]

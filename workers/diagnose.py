@@ -1,4 +1,4 @@
-"""Why a run hangs or fails, in plain words: the watchdog's recognition rules (issue 8).
+"""Why a run hangs or fails, in plain words: the watchdog's recognition rules.
 
 Pure and Django-free. webapp/runs/watchdog.py gathers an Observation (tails of the driver log and of
 each executor's stderr, the driver UI's executor list, the master's entry for the application) and

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.browser.login import log_in_at
 from webapp.datasets.models import Dataset
 from webapp.runs.models import Run
 
@@ -19,11 +19,7 @@ def test_cancel_asks_for_confirmation(live_server, alice, cluster, page):
         status=Run.Status.QUEUED,
     )  # fmt: skip
     base = live_server.url
-    page.goto(base + f"/runs/{run.pk}/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_url(base + f"/runs/{run.pk}/")
+    log_in_at(page, base + f"/runs/{run.pk}/")
 
     asked = []
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.utils import timezone
 
-from tests.conftest import PASSWORD
+from tests.browser.login import log_in_at
 from webapp.datasets.models import Dataset
 from webapp.runs.models import Run
 
@@ -35,11 +35,7 @@ def test_incomplete_executor_log_shows_its_reason(live_server, alice, cluster, p
     (run.run_dir / "driver.log").write_text("driver\n")
 
     base = live_server.url
-    page.goto(base + f"/runs/{run.pk}/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_url(base + f"/runs/{run.pk}/")
+    log_in_at(page, base + f"/runs/{run.pk}/")
     assert page.locator("#log-incomplete").is_hidden()  # the driver log is shown first
     page.select_option("#log-source", "1:stderr")
     page.wait_for_function("() => document.getElementById('log').textContent.includes('executor 1 stderr')")

@@ -9,7 +9,7 @@ import time
 import pytest
 from django.utils import timezone
 
-from tests.conftest import PASSWORD
+from tests.browser.login import log_in_at
 from webapp.datasets.models import Dataset
 from webapp.monitoring.models import ExecutorSample
 from webapp.runs.models import MetricPoint, Run
@@ -60,11 +60,7 @@ def running(alice, cluster):
 
 def test_resources_progress_log_search_and_pause(live_server, running, page, screenshot):
     base = live_server.url
-    page.goto(base + f"/runs/{running.pk}/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_url(base + f"/runs/{running.pk}/")
+    log_in_at(page, base + f"/runs/{running.pk}/")
 
     # Resources: one line per executor (the driver runs no tasks: not on the cores chart).
     page.wait_for_function(

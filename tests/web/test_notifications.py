@@ -9,13 +9,14 @@ import ssl
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
+from tests.fake_http import QuietHandler
 from webapp.accounts.models import Membership
 from webapp.notifications import services
 from webapp.notifications.models import NotificationDelivery, NotificationSettings
@@ -33,7 +34,7 @@ class Hook:
         self.replies = []
         hook = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 hook.requests.append((dict(self.headers), body))
@@ -42,9 +43,6 @@ class Hook:
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
                 self.wfile.write(b"nope" if code >= 400 else b"ok")
-
-            def log_message(self, *args):
-                pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
@@ -329,7 +327,7 @@ class RecordingProxy:
         self.requests = []
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _any(self):
                 proxy.requests.append((self.command, self.path))
                 self.send_response(502)
@@ -337,9 +335,6 @@ class RecordingProxy:
                 self.end_headers()
 
             do_POST = do_GET = do_CONNECT = _any  # noqa: N815
-
-            def log_message(self, *args):
-                pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

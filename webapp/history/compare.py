@@ -1,4 +1,4 @@
-"""Compare 2–10 runs side by side (issue 7).
+"""Compare 2–10 runs side by side.
 
 `/runs/compare/?ids=1,2,3` renders the tables server-side: hyperparameters and resources with the
 differing rows highlighted, dataset, final metrics (best value marked), durations and status.

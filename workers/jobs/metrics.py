@@ -14,6 +14,7 @@ a tf_keras Callback (created lazily so importing this module does not import Ten
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import json
 import os
@@ -271,17 +272,14 @@ class MetricsPoster:
         return lines
 
     def _drop_spill(self) -> None:
+        # Best effort: the spill file lives in the executor's work dir, which Spark removes anyway.
         for f in (self._spill_w, self._spill_r):
             if f is not None:
-                try:
+                with contextlib.suppress(OSError):
                     f.close()
-                except OSError:
-                    pass
         if self._spill_w is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.remove(self._spill_w.name)
-            except OSError:
-                pass
         self._spill_w = self._spill_r = None
         self._spilled = 0
 
