@@ -35,13 +35,18 @@
     },
   });
 
+  // Validation metrics (val_loss, val_accuracy) come once per epoch from the chief: one series each,
+  // drawn solid with triangles beside the training curves (per-step solid, epoch-end dashed).
   function dataset(name, executor) {
-    const key = `${name} · executor ${executor}`;
+    const validation = name.startsWith("val_");
+    const key = validation ? `${name} (validation)` : `${name} · executor ${executor}`;
     if (!series[key]) {
       const i = Object.keys(series).length;
+      const perEpoch = validation || name.startsWith("epoch");
       series[key] = {
-        label: key, data: [], borderColor: colors[i % colors.length], pointRadius: name.startsWith("epoch") ? 3 : 0,
-        borderWidth: 1.5, yAxisID: name.includes("accuracy") ? "y2" : "y", borderDash: name.startsWith("epoch") ? [4, 3] : [],
+        label: key, data: [], borderColor: colors[i % colors.length], pointRadius: perEpoch ? 3 : 0,
+        pointStyle: validation ? "triangle" : "circle", borderWidth: validation ? 2 : 1.5,
+        yAxisID: name.includes("accuracy") ? "y2" : "y", borderDash: name.startsWith("epoch") ? [4, 3] : [],
       };
       chart.data.datasets.push(series[key]);
     }
@@ -142,6 +147,9 @@
     if (data.test_accuracy !== null) {
       const rows = data.test_rows ? ` on ${data.test_rows} rows` : "";
       document.getElementById("accuracy").textContent = data.test_accuracy.toFixed(4) + rows;
+    }
+    if (data.test_loss !== null && data.test_loss !== undefined) {
+      document.getElementById("test-loss").textContent = data.test_loss.toFixed(4);
     }
     for (const id of ["pred-link", "csv-link", "analysis-link"]) {
       const link = document.getElementById(id);

@@ -105,3 +105,28 @@ def test_feed_dataset_shape_mismatch():
     feed = FakeFeed([data.to_feed_item(([0.0] * 4, 1))])
     with pytest.raises(Exception, match="needs 9"):
         list(data.feed_dataset(feed, (3, 3, 1), 2))
+
+
+def test_a_row_mask_picks_the_rows_that_are_sharded(tmp_path):
+    path = write(tmp_path / "t.parquet", 11)
+    mask = np.zeros(11, bool)
+    mask[[0, 3, 4, 8, 10]] = True
+    parts = [data.read_arrays(path, (2, 2, 1), k, 2, rows=mask) for k in range(2)]
+    assert [p[2].tolist() for p in parts] == [[100, 104, 110], [103, 108]]  # every 2nd chosen row, across groups
+    rest = [data.read_arrays(path, (2, 2, 1), k, 2, rows=~mask)[2].tolist() for k in range(2)]
+    assert sorted(rest[0] + rest[1]) == [101, 102, 105, 106, 107, 109]
+    with pytest.raises(ValueError, match="a row mask of 3 rows for a file of 11"):
+        data.read_arrays(path, (2, 2, 1), rows=np.ones(3, bool))
+
+
+def test_validation_mask_is_stratified_seeded_and_optional(tmp_path):
+    path = write(tmp_path / "t.parquet", 60)  # labels 0,1,2 repeating
+    assert data.validation_mask(path, 3, 0.0, 1) is None
+    mask = data.validation_mask(path, 3, 0.1, 1)
+    labels = data.read_labels(path)
+    assert mask.sum() == 6 and np.bincount(labels[mask]).tolist() == [2, 2, 2]
+    assert np.array_equal(mask, data.validation_mask(path, 3, 0.1, 1))  # the same on every executor
+    assert not np.array_equal(mask, data.validation_mask(path, 3, 0.1, 2))
+    tiny = write(tmp_path / "tiny.parquet", 4)  # class 0 has 2 rows, classes 1 and 2 one each
+    with pytest.raises(ValueError, match="validation_split 0.1: Every class needs at least 2 rows"):
+        data.validation_mask(tiny, 3, 0.1, 1)

@@ -115,3 +115,32 @@ def test_main_fun_leaves_its_points_in_the_pending_dir_when_the_ingest_is_down(t
     assert {p["executor"] for p in points} == {"0"}
     assert len({(p["name"], p["step"]) for p in points}) == len(points)  # step unique per name and executor
     assert "for the web app to store" in proc.stderr
+
+
+def test_main_fun_validates_on_held_out_training_rows(tmp_path, digits, sink):
+    spec = spec_dict(
+        digits,
+        tmp_path / "art",
+        input_mode="tensorflow",
+        hyperparameters={"epochs": 2, "batch_size": 32, "validation_split": 0.1},
+        metrics={"url": sink.url, "token": "tok", "every_steps": 10},
+        bind_host=None,
+    )
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": str(REPO)}
+    env.pop("SPARKDECK_BIND_HOST", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = json.loads((tmp_path / "art" / "train_stats.json").read_text())
+    # 1,437 training rows: 144 held out, so one pass over the other 1,293 at 32 is 41 steps, not 45.
+    assert stats["steps_per_epoch"] == 41
+    assert "validation: 144 of 144 held-out rows on this worker, 5 steps" in proc.stderr
+    assert len(stats["history"]["val_loss"]) == len(stats["history"]["val_accuracy"]) == 2
+    assert stats["history"]["val_accuracy"][-1] > 0.5
+    points = sink.points("0")
+    val = [(p["epoch"], p["value"]) for p in points if p["name"] == "val_loss"]
+    assert [e for e, _ in val] == [1, 2]
+    assert [round(v, 5) for _, v in val] == [round(v, 5) for v in stats["history"]["val_loss"]]

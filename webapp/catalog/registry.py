@@ -128,6 +128,15 @@ def common(epochs=3, learning_rate=0.001, batch_size=32):
         Param("epochs", int, epochs, 1, 500, "Passes over the training split."),
         Param("batch_size", int, batch_size, 1, 4096, "Global batch: split evenly over the executors."),
         Param("learning_rate", float, learning_rate, 1e-6, 1.0, "Optimizer learning rate."),
+        Param(
+            "validation_split",
+            float,
+            0.1,
+            0.0,
+            0.5,
+            "Share of the training split held out (stratified, seeded) for val_loss/val_accuracy after "
+            "every epoch; 0 = no validation. The test split is never used for it.",
+        ),
     )
 
 
@@ -167,6 +176,29 @@ TEMPLATES = {
             Param("hidden_units", int, 128, 4, 2048, "Units in each LSTM layer."),
             Param("layers", int, 1, 1, 4, "Stacked LSTM layers."),
             Param("dropout", float, 0.2, 0.0, 0.9, "Dropout rate before the output layer."),
+        )
+        + training(),
+    ),
+    "mlp": Template(
+        key="mlp",
+        label="Dense network (MLP)",
+        description="Tables (CSV/TSV/Parquet feature columns, standardized per feature on upload): dense relu "
+        "layers, each followed by dropout → softmax.",
+        layouts=("table",),
+        params=common(epochs=30, learning_rate=0.001)
+        + (
+            Param("layers", int, 2, 1, 8, "Hidden dense layers."),
+            Param("units", int, 64, 1, 4096, "Units in each hidden layer."),
+            Param("dropout", float, 0.1, 0.0, 0.9, "Dropout rate after each hidden layer (keras head)."),
+            Param(
+                "head",
+                str,
+                "keras",
+                help="keras: trained with TFoS on the executors; mllib: Spark MLlib's "
+                "MultilayerPerceptronClassifier (sigmoid layers, L-BFGS) in the driver's Spark application.",
+                choices=("keras", "mllib"),
+            ),
+            Param("max_iter", int, 200, 1, 5000, "mllib head: L-BFGS iterations (epochs apply to the keras head)."),
         )
         + training(),
     ),

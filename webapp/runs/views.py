@@ -144,6 +144,7 @@ def run_live(request, pk):
             "app_id": run.spark_app_id,
             "ui_url": run.spark_ui_url,
             "test_accuracy": run.test_accuracy,
+            "test_loss": run.test_loss,
             "test_rows": run.test_rows,
             "queue_position": run.queue_position(),
             "queue_reason": run.queue_reason if run.status == Run.Status.QUEUED else "",

@@ -23,12 +23,14 @@ def num_rows(path: str) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
-def read_arrays(path: str, shape, shard_index: int = 0, num_shards: int = 1):
+def read_arrays(path: str, shape, shard_index: int = 0, num_shards: int = 1, rows=None):
     """Return (x float32 [n, *shape], y int64 [n], row_id int64 [n]) for one shard.
 
-    The shard is the rows whose position in the file satisfies ``pos % num_shards ==
-    shard_index``: shard sizes differ by at most one row, whatever the row-group layout.
-    Read row group by row group so an executor never holds more than its shard.
+    ``rows`` (a bool mask over the file's row positions, None = every row) picks the rows to
+    shard: the training rows or the validation rows of a run. The shard is every
+    ``num_shards``-th of those rows from ``shard_index`` on: shard sizes differ by at most one row,
+    whatever the row-group layout. Read row group by row group so an executor never holds more
+    than its shard.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -39,11 +41,19 @@ def read_arrays(path: str, shape, shard_index: int = 0, num_shards: int = 1):
     missing = set(COLUMNS) - set(pf.schema_arrow.names)
     if missing:
         raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected {COLUMNS}")
+    total = pf.metadata.num_rows
+    if rows is None:
+        mine = np.arange(shard_index, total, num_shards)
+    else:
+        if len(rows) != total:
+            raise ValueError(f"{path}: a row mask of {len(rows)} rows for a file of {total}")
+        mine = np.flatnonzero(rows)[shard_index::num_shards]
     xs, ys, ids = [], [], []
     offset = 0
     for rg in range(pf.num_row_groups):
         n = pf.metadata.row_group(rg).num_rows
-        take = np.arange((shard_index - offset) % num_shards, n, num_shards)
+        lo, hi = np.searchsorted(mine, [offset, offset + n])
+        take = mine[lo:hi] - offset
         offset += n
         if take.size:
             t = pf.read_row_group(rg, columns=COLUMNS).take(pa.array(take))
@@ -53,6 +63,27 @@ def read_arrays(path: str, shape, shard_index: int = 0, num_shards: int = 1):
     if not xs:
         return np.zeros((0, *shape), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(ids)
+
+
+def read_labels(path: str) -> np.ndarray:
+    """The label column of a dataset Parquet file, in row order (int64)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=["label"]).column("label").to_numpy().astype(np.int64)
+
+
+def validation_mask(path: str, num_classes: int, fraction: float, seed: int):
+    """The rows of the training file a run holds out for validation (a bool mask by position), or
+    None when ``fraction`` is 0: a stratified ``fraction`` of them, the same on every executor and
+    the driver (it depends only on the labels and the seed)."""
+    from workers.jobs.split import SplitError, stratified_split
+
+    if not fraction:
+        return None
+    try:
+        return stratified_split(read_labels(path), num_classes, fraction, seed, held_out="validation")
+    except SplitError as exc:
+        raise ValueError(f"validation_split {fraction}: {exc}") from None
 
 
 def features_to_array(column, shape, source: str = "features") -> np.ndarray:
@@ -91,6 +122,15 @@ def shard_dataset(x, y, batch: int, seed: int):
     return worker_options(ds.repeat().batch(batch).prefetch(2))
 
 
+def eval_dataset(x, y, batch: int):
+    """A worker's validation shard as a repeating tf.data pipeline of per-replica batches (fit
+    evaluates a fixed number of steps; repeating keeps a short shard from running dry)."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    return worker_options(ds.repeat().batch(batch).prefetch(2))
+
+
 # --- SPARK input mode --------------------------------------------------------------------------
 
 
@@ -106,11 +146,21 @@ def to_feed_item(row):
     return np.asarray(row[0], dtype=np.float32), int(row[1])
 
 
-def spark_feed_rdd(spark, path: str, num_partitions: int):
-    """Driver side: the Parquet file as an RDD of (features, label), evenly partitioned."""
+def spark_feed_rdd(spark, path: str, num_partitions: int, exclude_rows=None):
+    """Driver side: the Parquet file as an RDD of (features, label), evenly partitioned.
+    ``exclude_rows``: a bool mask by row position (the run's validation rows) left out of the feed."""
     # An explicit schema skips Spark's schema-inference job (~5 s on a fresh executor).
-    df = spark.read.schema(FEED_SCHEMA).parquet(path).select("features", "label")
-    return df.repartition(num_partitions).rdd.map(to_feed_item)
+    df = spark.read.schema(FEED_SCHEMA).parquet(path)
+    if exclude_rows is not None:
+        # Positions -> row ids: Spark's scan does not keep the file's row order.
+        import pyarrow.parquet as pq
+
+        ids = pq.read_table(path, columns=["row_id"]).column("row_id").to_numpy()
+        held_out = spark.sparkContext.broadcast(frozenset(ids[exclude_rows].tolist()))
+        rdd = df.rdd.filter(lambda row: row.row_id not in held_out.value).map(lambda row: (row.features, row.label))
+    else:
+        rdd = df.select("features", "label").rdd
+    return rdd.repartition(num_partitions).map(to_feed_item)
 
 
 def feed_dataset(data_feed, shape, batch: int):

@@ -127,7 +127,13 @@ def run(sc, spec: RunSpec) -> dict:
 
     os.makedirs(os.path.join(spec.artifact_dir, "model"), exist_ok=True)
     t0 = time.time()
-    if spec.template in templates.PIPELINES:
+    if templates.mllib_head(spec.template, spec.hyperparameters):
+        from workers.jobs import mllib
+
+        out = mllib.mlp_head(spec)
+        out["train_seconds"] = round(time.time() - t0, 3)
+        log(f"MLlib head trained in {out['train_seconds']:.1f} s ({out['iterations']} iterations)")
+    elif spec.template in templates.PIPELINES:
         out = featurize.run(sc, spec, train_and_wait, log)
         out["train_seconds"] = round(time.time() - t0, 3)  # featurizing + the head
         featurize.export_model(sc, spec, out)
@@ -211,7 +217,7 @@ def train(sc, spec: RunSpec) -> None:
     from tensorflowonspark import TFCluster
 
     from workers.jobs import reservation_poll
-    from workers.jobs.train import main_fun, tf_args
+    from workers.jobs.train import main_fun, tf_args, validation_rows
 
     reservation_poll.apply()
 
@@ -226,9 +232,11 @@ def train(sc, spec: RunSpec) -> None:
 
         spark = SparkSession.builder.getOrCreate()  # wraps the running context
 
-        rows = data.num_rows(spec.dataset.train)
+        held_out = validation_rows(spec, spec.cluster_size)  # the executors evaluate on these instead
+        rows = data.num_rows(spec.dataset.train) - (0 if held_out is None else int(held_out.sum()))
         parts = data.feed_partitions(rows, spec.cluster_size)
-        feed = data.spark_feed_rdd(spark, spec.dataset.train, parts).persist(StorageLevel.MEMORY_AND_DISK)
+        feed = data.spark_feed_rdd(spark, spec.dataset.train, parts, exclude_rows=held_out)
+        feed = feed.persist(StorageLevel.MEMORY_AND_DISK)
         log(f"feed RDD ready: {feed.count()} rows in {parts} partitions")
     timer = _train_timer(sc, spec.timeouts.train)
     try:

@@ -196,22 +196,10 @@ def run(sc, spec, train_fn, log_fn=log) -> dict:
 def logreg_head(sc, spec, train_path, test_path) -> dict:
     """Spark MLlib multinomial LogisticRegression on the features (the seeds' classifier)."""
     from pyspark.ml.classification import LogisticRegression
-    from pyspark.ml.functions import array_to_vector, vector_to_array
-    from pyspark.sql import SparkSession
-    from pyspark.sql import functions as F
 
-    from workers.jobs import inference, metrics
+    from workers.jobs import mllib
 
-    spark = SparkSession.builder.getOrCreate()
     hp = spec.hyperparameters
-
-    def load(path):
-        df = spark.read.parquet(path)
-        return df.select(
-            "row_id", F.col("label").cast("double").alias("label"), array_to_vector("features").alias("fv")
-        )
-
-    train_df = load(train_path).cache()
     lr = LogisticRegression(
         featuresCol="fv",
         labelCol="label",
@@ -220,44 +208,7 @@ def logreg_head(sc, spec, train_path, test_path) -> dict:
         regParam=float(hp.get("reg_param", 0.01)),
         elasticNetParam=float(hp.get("elastic_net", 0.0)),
     )
-    t0 = time.time()
-    model = lr.fit(train_df)
-    fit_seconds = time.time() - t0
-    summary = model.summary
-    history = [float(v) for v in summary.objectiveHistory]
-    poster = metrics.MetricsPoster(
-        spec.metrics.url,
-        spec.metrics.token,
-        "driver",
-        pending_dir=metrics.pending_dir(spec.artifact_dir),
-        close_seconds=spec.metrics.close_seconds,
-    )
-    for i, v in enumerate(history, start=1):
-        poster.add("loss", v, i, 1)
-    poster.add("epoch_loss", history[-1] if history else float("nan"), len(history), 1)
-    poster.add("epoch_accuracy", summary.accuracy, len(history), 1)
-    poster.close()
-    train_df.unpersist()
-
-    pred = model.transform(load(test_path)).select(
-        "row_id", "label", "prediction", F.array_max(vector_to_array("probability")).alias("confidence")
-    )
-    results = sorted(
-        (int(r.row_id), int(r.label), int(r.prediction), float(r.confidence)) for r in pred.toLocalIterator()
-    )
-    inference.write_predictions(results, os.path.join(spec.artifact_dir, "predictions"))
-    model_dir = os.path.join(spec.artifact_dir, "model", "logreg")
-    model.write().overwrite().save(model_dir)
-    correct = sum(1 for _, label, p, _ in results if label == p)
-    return {
-        "test_rows": len(results),
-        "test_accuracy": round(correct / len(results), 6) if results else None,
-        "train_accuracy": round(float(summary.accuracy), 6),
-        "fit_seconds": round(fit_seconds, 3),
-        "iterations": len(history),
-        "history": {"loss": history},
-        "model": model_dir,
-    }
+    return mllib.fit_and_score(spec, train_path, test_path, lr, os.path.join(spec.artifact_dir, "model", "logreg"))
 
 
 def dense_head(sc, spec, train_path, test_path, dim, train_fn) -> dict:

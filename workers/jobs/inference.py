@@ -25,7 +25,10 @@ ROW_GROUP_ROWS = 65536
 
 
 def predict_shards(test_path: str, model_file: str, shape, num_shards: int, shard_ids):
-    """mapPartitions body: shard ids -> (row_id, label, prediction, confidence) rows."""
+    """mapPartitions body: shard ids -> (row_id, label, prediction, confidence, loss) rows, where
+    loss is the row's cross-entropy -log p(label), what Keras's loss averages."""
+    import numpy as np
+
     from workers.jobs import data
 
     model = None
@@ -40,12 +43,36 @@ def predict_shards(test_path: str, model_file: str, shape, num_shards: int, shar
             model = tf_keras.models.load_model(model_file, compile=False)
         probs = model.predict(x, batch_size=256, verbose=0)
         preds, conf = probs.argmax(axis=1), probs.max(axis=1)
-        yield from zip(ids.tolist(), y.tolist(), preds.tolist(), conf.tolist(), strict=True)
+        loss = log_loss(probs[np.arange(len(y)), y])
+        yield from zip(ids.tolist(), y.tolist(), preds.tolist(), conf.tolist(), loss.tolist(), strict=True)
+
+
+# Keras clips probabilities the same way before the log (sparse_categorical_crossentropy).
+_EPS = 1e-7
+
+
+def log_loss(p_label):
+    """Per-row cross-entropy -log p(label) from each row's probability of its true label."""
+    import numpy as np
+
+    return -np.log(np.clip(np.asarray(p_label, dtype=np.float64), _EPS, 1 - _EPS))
+
+
+def mean_log_loss(p_label) -> float | None:
+    """The mean cross-entropy (what Keras's loss reports) of rows with these true-label probabilities."""
+    return _mean(log_loss(p_label).tolist()) if len(p_label) else None
+
+
+def _mean(values) -> float | None:
+    if not values:
+        return None
+    m = math.fsum(values) / len(values)
+    return round(m, 6) if math.isfinite(m) else None
 
 
 def run_inference(sc, test_path: str, model_file: str, shape, out_dir: str, workers: int, num_classes=None):
     """Predict every test row; write predictions.{parquet,csv} and their analysis; return accuracy,
-    row count and the seconds the analysis took."""
+    loss (mean cross-entropy), row count and the seconds the analysis took."""
     from workers.jobs import data
 
     rows = data.num_rows(test_path)
@@ -54,11 +81,14 @@ def run_inference(sc, test_path: str, model_file: str, shape, out_dir: str, work
     results = sorted(sc.parallelize(range(shards), shards).mapPartitions(fn).collect())
     if len(results) != rows:
         raise RuntimeError(f"inference returned {len(results)} rows for {rows} test rows")
+    test_loss = _mean([r[4] for r in results])
+    results = [r[:4] for r in results]
     analysis_seconds = write_predictions(results, out_dir, num_classes)
     correct = sum(1 for _, label, pred, _ in results if label == pred)
     return {
         "test_rows": len(results),
         "test_accuracy": round(correct / len(results), 6) if results else None,
+        "test_loss": test_loss,
         "analysis_seconds": analysis_seconds,
     }
 

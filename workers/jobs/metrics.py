@@ -312,9 +312,10 @@ class MetricsPoster:
         return f"{safe}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
-def make_callback(poster: MetricsPoster, every_steps: int = 5):
+def make_callback(poster: MetricsPoster, every_steps: int = 5, validation: bool = True):
     """A tf_keras Callback feeding ``poster``: loss/accuracy every ``every_steps`` batches,
-    epoch_loss/epoch_accuracy at epoch end; ``step`` counts batches on this executor."""
+    epoch_loss/epoch_accuracy at epoch end, and val_loss/val_accuracy then when fit validates
+    (``validation``: this executor posts them); ``step`` counts batches on this executor."""
     from workers.jobs.templates import _keras
 
     keras = _keras()
@@ -340,6 +341,9 @@ def make_callback(poster: MetricsPoster, every_steps: int = 5):
             for name in ("loss", "accuracy"):
                 if logs and name in logs:
                     poster.add(f"epoch_{name}", logs[name], self.step, epoch + 1)
+            for name in ("val_loss", "val_accuracy"):
+                if validation and logs and name in logs:
+                    poster.add(name, logs[name], self.step, epoch + 1)
 
         def on_train_end(self, logs=None):
             poster.close()

@@ -141,6 +141,30 @@ def build_dense_head(shape, num_classes: int, hp=None):
     return _classify(keras, inputs, x, num_classes, hp, name="dense_head", dropout=0.0, learning_rate=0.001)
 
 
+def build_mlp(shape, num_classes: int, hp=None):
+    """Table rows (features already standardized per column): [dense relu → dropout] × layers → softmax."""
+    (dim,) = require_table_shape(shape)
+    keras = _keras()
+    inputs = keras.Input(shape=(dim,), name="features")
+    x = inputs
+    depth, units = int(_hp(hp, "layers", 2)), int(_hp(hp, "units", 64))
+    rate = float(_hp(hp, "dropout", 0.1))
+    for i in range(depth):
+        x = keras.layers.Dense(units, activation="relu")(x)
+        if rate > 0 and i < depth - 1:  # the last one's dropout is _classify's
+            x = keras.layers.Dropout(rate)(x)
+    return _classify(keras, inputs, x, num_classes, hp, name="mlp", dropout=0.1, learning_rate=0.001)
+
+
+def require_table_shape(shape) -> tuple:
+    shape = tuple(int(d) for d in shape)
+    if len(shape) != 1 or shape[0] < 1:
+        raise ValueError(
+            f"the mlp template needs table rows shaped [features], got {list(shape)}: upload the data as a table"
+        )
+    return shape
+
+
 def build_imported(shape, num_classes: int, hp=None, base=None):
     """An uploaded model (loaded in safe mode), fitted to the dataset's rows and compiled."""
     if base is None:
@@ -181,10 +205,26 @@ def _output_activation(model) -> str:
     return getattr(act, "__name__", str(act)) if act is not None else "linear"
 
 
-BUILDERS = {"cnn": build_cnn, "lstm": build_lstm, "dense_head": build_dense_head, "imported": build_imported}
-_CHECKS = {"cnn": require_image_shape, "lstm": require_sequence_shape, "dense_head": require_vector_shape}
+BUILDERS = {
+    "cnn": build_cnn,
+    "lstm": build_lstm,
+    "mlp": build_mlp,
+    "dense_head": build_dense_head,
+    "imported": build_imported,
+}
+_CHECKS = {
+    "cnn": require_image_shape,
+    "lstm": require_sequence_shape,
+    "mlp": require_table_shape,
+    "dense_head": require_vector_shape,
+}
 # Not trained by main_fun: the driver featurizes, then trains dense_head (or MLlib) on the features.
 PIPELINES = ("featurizer",)
+
+
+def mllib_head(template: str, hp) -> bool:
+    """The MLP template trained by Spark MLlib in the driver instead of Keras on TFoS."""
+    return template == "mlp" and str(_hp(hp, "head", "keras")) == "mllib"
 
 
 def check(template: str, shape) -> None:

@@ -126,6 +126,20 @@ def limit_op_threads(tf, cores: int) -> None:
         log(f"TF op threads left as they are: {e}")
 
 
+def validation_rows(spec, workers: int, path: str | None = None):
+    """The training file's (``path``, default the spec's) rows the run holds out for validation (a
+    bool mask by position), or None: validation_split 0, or fewer validation rows than workers
+    (each needs one to evaluate)."""
+    from workers.jobs import data
+
+    fraction = float(spec.hyperparameters.get("validation_split", 0) or 0)
+    rows = data.validation_mask(path or spec.dataset.train, spec.dataset.num_classes, fraction, spec.seed)
+    if rows is not None and int(rows.sum()) < workers:
+        log(f"validation off: {int(rows.sum())} validation rows for {workers} workers")
+        return None
+    return rows
+
+
 def main_fun(args, ctx):
     os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TF loads in this process
     # Spark's GPU addresses are nvidia-smi indices (PCI bus order); CUDA's default order is
@@ -155,7 +169,11 @@ def main_fun(args, ctx):
     tf_keras.utils.set_random_seed(spec.seed)
 
     batch = data.per_replica_batch(hp.batch_size, workers)
-    total_rows = data.num_rows(spec.dataset.train)
+    # The validation rows: carved from the training split, the same on every worker (and in the
+    # driver's feed), never trained on; the test split stays untouched until inference.
+    val_rows = validation_rows(spec, workers)
+    train_rows = None if val_rows is None else ~val_rows
+    total_rows = data.num_rows(spec.dataset.train) if train_rows is None else int(train_rows.sum())
     # Identical on every worker whatever its shard size: shards repeat, so none runs dry.
     one_pass = data.steps_per_epoch(total_rows, batch * workers)
     steps = int(hp.get("steps_per_epoch", 0) or 0) or one_pass
@@ -166,7 +184,7 @@ def main_fun(args, ctx):
 
     feed = None
     if spec.input_mode == "tensorflow":
-        x, y, _ = data.read_arrays(spec.dataset.train, shape, ctx.executor_id, workers)
+        x, y, _ = data.read_arrays(spec.dataset.train, shape, ctx.executor_id, workers, rows=train_rows)
         log(f"shard {ctx.executor_id}/{workers}: {len(x)} of {total_rows} rows")
 
         def make_ds(_input_ctx):
@@ -180,6 +198,19 @@ def main_fun(args, ctx):
     if not tfdata_teardown.disable_device_autotune():
         log("tf.data: per-device autotune left on (this TensorFlow lacks the hook); fit may end late")
     dataset = strategy.distribute_datasets_from_function(make_ds)
+    validation = {}
+    if val_rows is not None:
+        xv, yv, _ = data.read_arrays(spec.dataset.train, shape, ctx.executor_id, workers, rows=val_rows)
+        n_val = int(val_rows.sum())
+        # Every worker evaluates its shard, in as many steps as the largest shard needs (the
+        # evaluation's all-reduce runs in lockstep too): a smaller shard repeats a few rows.
+        validation = {
+            "validation_data": strategy.distribute_datasets_from_function(
+                lambda _input_ctx: data.eval_dataset(xv, yv, batch)
+            ),
+            "validation_steps": data.steps_per_epoch(n_val, batch * workers),
+        }
+        log(f"validation: {len(xv)} of {n_val} held-out rows on this worker, {validation['validation_steps']} steps")
     with strategy.scope():
         model = templates.build(spec.template, shape, spec.dataset.num_classes, hp, base=spec.base)
     # Batch-level logs under MWMS default to the SUM over workers (loss/accuracy x N in the
@@ -195,7 +226,8 @@ def main_fun(args, ctx):
         close_seconds=spec.metrics.close_seconds,
     )
     timer = step_timer(tf_keras, ctx.executor_id, hp.epochs)
-    callbacks = [metrics.make_callback(poster, spec.metrics.every_steps), timer]
+    # The validation metrics are all-reduced, the same on every worker: the chief posts them.
+    callbacks = [metrics.make_callback(poster, spec.metrics.every_steps, validation=is_chief), timer]
     if is_chief:
         poster.add("steps_per_epoch", steps, 0, 1)  # the run page's step progress and ETA (docs/monitoring.md)
         board = tbevents.safe_callback(
@@ -205,7 +237,7 @@ def main_fun(args, ctx):
             callbacks.append(board)
     log(f"fit: {hp.epochs} epochs x {steps} steps, batch {batch}/replica x {workers} replicas")
     t0 = time.time()
-    history = model.fit(dataset, epochs=hp.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=2)
+    history = model.fit(dataset, epochs=hp.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=2, **validation)
     fit_seconds = time.time() - t0
     log(f"fit done in {fit_seconds:.1f} s; posted {poster.posted} metric points")
 

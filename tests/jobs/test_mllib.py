@@ -1,0 +1,49 @@
+"""The MLP template's MLlib head through the real driver (spark-submit, local mode): fit on the training
+rows less the validation split, validation and test scores, predictions, a downloadable model."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.jobs.digits import spec_dict
+from workers.localcluster import spark_home
+
+pytestmark = [pytest.mark.spark]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_mlp_mllib_head_trains_validates_and_scores(tmp_path, digits, sink):
+    spec = spec_dict(
+        digits,
+        tmp_path / "art",
+        template="mlp",
+        hyperparameters={"head": "mllib", "layers": 1, "units": 32, "max_iter": 30, "validation_split": 0.1},
+        metrics={"url": sink.url, "token": "tok"},
+        cluster_size=1,
+    )
+    spec["dataset"]["shape"] = [64]  # the digits' 64 pixels as table columns
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    argv = [str(spark_home() / "bin" / "spark-submit"), "--master", "local[1]"]
+    argv += ["--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1"]
+    argv += ["--conf", "spark.ui.enabled=false", str(REPO / "workers" / "jobs" / "driver.py"), "--spec", str(path)]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env.update(PYTHONPATH=str(REPO), SPARK_HOME=str(spark_home()))
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads((tmp_path / "art" / "result.json").read_text())
+    assert result["template"] == "mlp" and result["test_rows"] == 360
+    assert result["test_accuracy"] >= 0.9, result["test_accuracy"]
+    assert 0 < result["test_loss"] < 1.0 and result["val_accuracy"] >= 0.85
+    assert 1 < result["iterations"] <= 31 and len(result["history"]["loss"]) == result["iterations"]
+    names = zipfile.ZipFile(result["model"]).namelist()
+    assert result["model"].endswith("model.zip") and any(n.startswith("mllib_mlp/") for n in names)
+    points = sink.points("driver")
+    val = [p for p in points if p["name"] in ("val_loss", "val_accuracy")]
+    assert len(val) == 2 and {p["epoch"] for p in val} == {1}
+    assert (tmp_path / "art" / "predictions" / "predictions.parquet").is_file()
