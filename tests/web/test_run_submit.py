@@ -36,6 +36,7 @@ def test_valid_run_is_saved_queued_and_dispatched_on_commit(
         "epochs": 4,
         "batch_size": 32,
         "learning_rate": 0.002,
+        "validation_split": 0.1,
         "dense_units": 1024,
         "dropout": 0.4,
         "filters": 32,
