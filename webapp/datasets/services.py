@@ -126,7 +126,7 @@ def create_dataset(
     name: str,
     upload,
     label_column: str = "label",
-    layout: str = "image",
+    layout: str = "auto",
     shape_text: str = "",
     x_key: str = "x",
     y_key: str = "y",
