@@ -13,6 +13,7 @@ from sklearn.datasets import load_breast_cancer, load_wine
 
 from tests.web.test_api import submission, token_client
 from tests.web.test_run_submit import form
+from webapp.datasets.ingest import LAYOUTS
 from webapp.datasets.models import Dataset
 from webapp.runs.lifecycle import build_spec
 from webapp.runs.models import Run
@@ -68,6 +69,7 @@ def test_image_shape_keeps_a_csv_an_image_dataset(client_a, upload_converted):
 
 
 def test_upload_page_offers_the_table_layout(client_a):
+    assert Dataset.Layout.values == list(LAYOUTS)  # the model's choices are ingest's layouts
     page = client_a.get(reverse("dataset_upload")).content.decode()
     assert '<option value="auto" selected>Automatic</option>' in page and '<option value="table">Table</option>' in page
 

@@ -29,7 +29,8 @@ class UploadForm(forms.Form):
     shape = forms.CharField(
         max_length=40,
         required=False,
-        help_text="e.g. 28x28 or 28x28x3 for images, 20x3 for sequences; empty = inferred",
+        help_text="e.g. 28x28 or 28x28x3 for images (with Automatic, a CSV/TSV/Parquet file with an image "
+        "shape becomes images), 20x3 for sequences; empty = inferred",
     )
     x_key = forms.CharField(max_length=100, initial="x", required=False, label="Features array (NPZ)")
     y_key = forms.CharField(max_length=100, initial="y", required=False, label="Labels array (NPZ)")

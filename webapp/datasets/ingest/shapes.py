@@ -13,8 +13,9 @@ MIN_SEQUENCE_STEPS = 2
 _EXAMPLES = {"image": "28x28 or 32x32x3", "sequence": "20x3 (steps x features) or 20"}
 
 
-def check_layout(layout: str, allow_auto: bool = True) -> str:
-    if layout not in LAYOUTS and not (allow_auto and layout == AUTO):
+def check_layout(layout: str) -> str:
+    """``layout`` is one of LAYOUTS or "auto"."""
+    if layout not in LAYOUTS and layout != AUTO:
         raise DatasetError(f"Unknown dataset layout {layout!r}; choose 'auto', 'image', 'sequence' or 'table'.")
     return layout
 
