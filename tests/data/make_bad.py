@@ -508,7 +508,11 @@ def _(path):
     path.write_text("a,b,label\n1,2,x\n3,4,z\n")
 
 
-@case("split_shape_mismatch.csv", "The test file's rows have shape 1×3×1", test_src="split_shape_mismatch.test.csv")
+@case(
+    "split_shape_mismatch.csv",
+    "The test file's rows have 3 features but the training file's have 2",
+    test_src="split_shape_mismatch.test.csv",
+)
 def _(path):
     path.write_text(_GOOD_CSV)
 

@@ -51,7 +51,7 @@ def test_headerless_csv_label_is_the_last_column(tmp_path):
     (tmp_path / "h.csv").write_text(text(rows, header=None))
     (tmp_path / "named.csv").write_text(text(rows, header=("c0", "c1", "label")))
     info = ingest(tmp_path / "h.csv", "csv", tmp_path / "h")
-    assert info.class_names == ["0", "1"] and info.shape == (1, 2, 1) and info.rows == 20  # first line is data
+    assert info.class_names == ["0", "1"] and info.shape == (2,) and info.rows == 20  # first line is data
     ingest(tmp_path / "named.csv", "csv", tmp_path / "named")
     assert same_output(tmp_path / "h", tmp_path / "named")
 
@@ -61,20 +61,20 @@ def test_headerless_label_by_column_number(tmp_path, label_column, classes):
     rows = [(i % 2, i, i % 3) for i in range(12)]
     (tmp_path / "h.csv").write_text(text(rows, header=None))
     info = ingest(tmp_path / "h.csv", "csv", tmp_path / "ds", label_column=label_column)
-    assert info.class_names == classes and info.shape == (1, 2, 1)
+    assert info.class_names == classes and info.shape == (2,)
 
 
 def test_column_number_with_a_header(tmp_path):
     (tmp_path / "d.csv").write_text(text([(r[2], r[0], r[1]) for r in ROWS], header=("kind", "a", "b")))
     info = ingest(tmp_path / "d.csv", "csv", tmp_path / "ds", label_column="0")
-    assert info.class_names == ["cat", "dog"] and info.shape == (1, 2, 1)
+    assert info.class_names == ["cat", "dog"] and info.shape == (2,)
 
 
 def test_headerless_tsv_with_decimals(tmp_path, monkeypatch):
     monkeypatch.setattr(csv_reader, "CHUNK_VALUES", 30)  # several chunks
     rows = [(f"{i / 4:.2f}", -i, i % 3) for i in range(30)]
     (tmp_path / "h.tsv").write_text(text(rows, sep="\t", header=None))
-    info = ingest(tmp_path / "h.tsv", "tsv", tmp_path / "ds")
+    info = ingest(tmp_path / "h.tsv", "tsv", tmp_path / "ds", layout="image")  # min-max scaled
     assert info.class_names == ["0", "1", "2"] and info.dtype == "float64"
     assert (info.offset, info.scale) == (-29.0, 29.0 + 7.25)
     table = pq.read_table(tmp_path / "ds" / "train.parquet")

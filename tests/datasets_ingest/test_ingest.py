@@ -48,7 +48,7 @@ def write_npz(path, **arrays):
 @pytest.mark.parametrize("fmt", ["npz", "csv"])
 def test_digits_convert(digits_files, digits, tmp_path, fmt):
     dest = tmp_path / "ds"
-    info = ingest(digits_files[fmt], fmt, dest)
+    info = ingest(digits_files[fmt], fmt, dest, layout="image")  # a CSV too: its 64 columns as 8×8
 
     # Stratified 80/20 of 1797 rows: ceil(0.2 × 1797) = 360 test rows (as sklearn's train_test_split).
     assert (info.train_rows, info.test_rows, info.rows) == (1437, 360, 1797)
@@ -90,14 +90,14 @@ def test_digits_convert(digits_files, digits, tmp_path, fmt):
     groups = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
     assert groups == [1024, 413]
 
-    again = ingest(digits_files[fmt], fmt, tmp_path / "again")
+    again = ingest(digits_files[fmt], fmt, tmp_path / "again", layout="image")
     assert again == info
     assert np.array_equal(read_split(tmp_path / "again" / "test.parquet")[0], te_ids)
 
 
 def test_npz_and_csv_give_identical_files(digits_files, tmp_path):
     ingest(digits_files["npz"], "npz", tmp_path / "a")
-    ingest(digits_files["csv"], "csv", tmp_path / "b")
+    ingest(digits_files["csv"], "csv", tmp_path / "b", layout="image")
     for name in ("train.parquet", "test.parquet"):
         assert pq.read_table(tmp_path / "a" / name).equals(pq.read_table(tmp_path / "b" / name))
 
@@ -113,10 +113,10 @@ def test_seed_changes_split_but_not_counts(digits_files, tmp_path):
 
 
 def test_small_chunks_give_same_output(digits_files, tmp_path, monkeypatch):
-    ingest(digits_files["csv"], "csv", tmp_path / "big")
+    ingest(digits_files["csv"], "csv", tmp_path / "big", layout="image")
     monkeypatch.setattr(csv_reader, "CHUNK_VALUES", 64 * 10)  # → 16-row pandas chunks
     monkeypatch.setattr(npz_reader, "CHUNK_VALUES", 64 * 7)
-    ingest(digits_files["csv"], "csv", tmp_path / "csv")
+    ingest(digits_files["csv"], "csv", tmp_path / "csv", layout="image")
     ingest(digits_files["npz"], "npz", tmp_path / "npz")
     for name in ("train.parquet", "test.parquet"):
         expected = pq.read_table(tmp_path / "big" / name)
@@ -140,7 +140,9 @@ def test_int_labels_sort_numerically_and_shapes(tmp_path):
     src = tmp_path / "v.csv"
     src.write_text("f0,f1,f2,label\n" + "".join(f"{i},1,2,{(10, 9, 2)[i % 3]}\n" for i in range(12)))
     info = ingest(src, "csv", tmp_path / "ds")
-    assert info.class_names == ["2", "9", "10"] and info.shape == (1, 3, 1)  # 3 is no square
+    assert info.class_names == ["2", "9", "10"] and (info.layout, info.shape) == ("table", (3,))
+    info = ingest(src, "csv", tmp_path / "as-image", layout="image")  # images asked for, no shape
+    assert (info.layout, info.shape) == ("image", (1, 3, 1))  # 3 is no square
 
     rng = np.random.default_rng(0)
     y = np.repeat(["b", "a"], 6)

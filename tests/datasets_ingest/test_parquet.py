@@ -35,8 +35,11 @@ def test_numeric_columns_give_the_same_dataset_as_csv(tmp_path, frame):
     c = ingest(tmp_path / "pets.csv", None, tmp_path / "c", label_column="species")
 
     assert p.source_format == "parquet" and p.dtype == "float64"  # int64, float32, float64 columns
-    assert p.shape == (1, 3, 1) and p.class_names == ["cat", "dog"] and p.class_counts == [20, 40]
-    assert (p.train_rows, p.test_rows, p.offset, p.scale) == (c.train_rows, c.test_rows, c.offset, c.scale)
+    assert (p.layout, p.shape) == ("table", (3,)) and p.class_names == ["cat", "dog"] and p.class_counts == [20, 40]
+    assert (p.train_rows, p.test_rows) == (c.train_rows, c.test_rows)
+    for key in ("mean", "std"):  # float32 heights in the Parquet, their printed decimals in the CSV
+        np.testing.assert_allclose(p.standardize[key], c.standardize[key], rtol=1e-6)
+    assert p.columns == c.columns == ["width", "height", "weight"]
     for a, b in zip(tables(tmp_path / "p"), tables(tmp_path / "c"), strict=True):
         assert a.column("row_id").equals(b.column("row_id")) and a.column("label").equals(b.column("label"))
         np.testing.assert_allclose(
@@ -64,7 +67,7 @@ def test_fixed_size_list_and_integer_labels(tmp_path):
     values = np.arange(40, dtype=np.uint8).reshape(10, 4)
     features = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), 4)
     pq.write_table(pa.table({"y": pa.array(np.arange(10) % 2, pa.int8()), "pixels": features}), tmp_path / "f.parquet")
-    info = ingest(tmp_path / "f.parquet", "parquet", tmp_path / "ds", label_column="y")
+    info = ingest(tmp_path / "f.parquet", "parquet", tmp_path / "ds", label_column="y", layout="image")
     assert info.shape == (2, 2, 1) and info.dtype == "uint8" and info.class_names == ["0", "1"]
     assert (info.offset, info.scale) == (0.0, 39.0)
 
@@ -75,7 +78,8 @@ def test_categorical_labels_and_pandas_index(tmp_path, frame, index):
     df.to_parquet(tmp_path / "c.parquet")  # the index is stored as a column: __index_level_0__ or "id"
     assert len(pq.read_schema(tmp_path / "c.parquet").names) == 5
     info = ingest(tmp_path / "c.parquet", "parquet", tmp_path / "ds", label_column="species")
-    assert info.shape == (1, 3, 1) and info.class_names == ["cat", "dog"]
+    assert info.shape == (3,) and info.class_names == ["cat", "dog"]
+    assert info.columns == ["width", "height", "weight"]  # not the index
 
 
 def test_small_batches_give_same_output(tmp_path, frame, monkeypatch):
@@ -115,7 +119,7 @@ LABELS = [0, 1, 0, 1]
 def test_bad_parquet(tmp_path, table, message):
     pq.write_table(pa.table(table), tmp_path / "bad.parquet")
     if message is None:
-        assert ingest(tmp_path / "bad.parquet", "parquet", tmp_path / "ok", test_fraction=0.5).shape == (1, 1, 1)
+        assert ingest(tmp_path / "bad.parquet", "parquet", tmp_path / "ok", test_fraction=0.5).shape == (1,)
         return
     with pytest.raises(DatasetError) as err:
         ingest(tmp_path / "bad.parquet", "parquet", tmp_path / "ds", test_fraction=0.5)

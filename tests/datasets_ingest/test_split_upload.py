@@ -45,7 +45,13 @@ def test_uploaded_test_file(tmp_path):
     assert (info.train_rows, info.test_rows, info.rows) == (30, 7, 37)
     assert info.class_names == ["x", "y", "z"] and info.class_counts == [10 + 3, 10, 10 + 4]
     assert (info.split_mode, info.test_source_format, info.test_fraction, info.seed) == ("uploaded", "csv", None, None)
-    assert (info.offset, info.scale) == (0.0, 29.0)  # the range of both files together
+    # A table: standardized with the training file's statistics alone (the test file's 20s left out).
+    assert (info.layout, info.shape, info.offset, info.scale) == ("table", (2,), 0.0, 1.0)
+    a, b = np.arange(30.0), 10.0 - np.arange(30) % 10
+    mean, std = np.array([a.mean(), b.mean()]), np.array([a.std(), b.std()])
+    np.testing.assert_allclose(info.standardize["mean"], mean)
+    np.testing.assert_allclose(info.standardize["std"], std)
+    assert info.column_stats["max"] == [29.0, 20.0]  # the raw values of both files, for the page
     meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
     assert meta["split"] == {"mode": "uploaded", "test_source_format": "csv"}
     assert read_info(tmp_path / "ds") == info
@@ -56,6 +62,12 @@ def test_uploaded_test_file(tmp_path):
     ids, labels, x = read_split(tmp_path / "ds" / "test.parquet")
     assert np.array_equal(ids, np.arange(7))  # row ids count the test file's rows
     assert labels.tolist() == [2, 0] * 3 + [2]  # in the training file's class indices
+    np.testing.assert_allclose(x, (np.array([(i, 20) for i in range(7)]) - mean) / std, atol=1e-6)
+
+    # Asked for as images: min-max scaled with the range of both files together.
+    info = ingest(train, "csv", tmp_path / "img", test_src=test, layout="image")
+    assert (info.shape, info.offset, info.scale, info.standardize) == ((1, 2, 1), 0.0, 29.0, None)
+    _, _, x = read_split(tmp_path / "img" / "test.parquet")
     np.testing.assert_allclose(x, np.array([(i, 20) for i in range(7)]) / 29.0, atol=1e-6)
 
 
@@ -84,7 +96,7 @@ def test_mismatches_are_refused(tmp_path):
     write_csv(tmp_path / "nolabel.csv", [(1, 2, "x")], header=("a", "b", "kind"))
     cases = [
         ("extra.csv", "The test file has class(es) 'v', 'w' that the training file does not have"),
-        ("wide.csv", "The test file's rows have shape 1×3×1 but the training file's have 1×2×1"),
+        ("wide.csv", "The test file's rows have 3 features but the training file's have 2; they must match"),
         ("nolabel.csv", "In the test file: The CSV has no column named 'label'"),
         ("missing.csv", "The dataset could not be read or written (No such file or directory)"),
         ("test.xlsx", "In the test file: Unsupported file type (.xlsx)"),

@@ -472,7 +472,12 @@ class DatasetUploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="NPZ (arrays x, y), CSV/TSV/Parquet (a label column) or a ZIP of images.")
     # (empty = the default, as the form takes them; their lengths are the form's)
     label_column = StrictCharField(required=False, allow_blank=True, max_length=100, default="label")
-    layout = serializers.ChoiceField(choices=Dataset.Layout.choices, required=False, default=Dataset.Layout.IMAGE)
+    layout = serializers.ChoiceField(
+        choices=Dataset.UPLOAD_LAYOUTS,
+        required=False,
+        default="auto",
+        help_text="auto (default): a table for CSV/TSV/Parquet without an image shape, images otherwise",
+    )
     shape = StrictCharField(
         required=False, allow_blank=True, max_length=40, help_text="e.g. 28x28, 28x28x3, 20x3; empty = inferred"
     )

@@ -14,18 +14,23 @@ class UploadForm(forms.Form):
         "or a ZIP of PNG/JPEG images with one folder per class."
     )
     label_column = forms.CharField(max_length=100, initial="label", required=False)
-    # Not required, so that clients posting only name + file keep getting images.
+    # Not required: a client posting only name + file gets "auto" (a table for CSV/TSV/Parquet
+    # without an image shape, images for NPZ and ZIP; ingest.shapes.resolve_layout).
     layout = forms.ChoiceField(
-        choices=Dataset.Layout.choices,
-        initial=Dataset.Layout.IMAGE,
+        choices=Dataset.UPLOAD_LAYOUTS,
+        initial="auto",
         required=False,
-        help_text="Images: rows are pictures (h×w or h×w×channels), for the CNN. Sequences: rows are "
-        "fixed-length series of numbers (steps, or steps×features per step), for the LSTM.",
+        help_text="Automatic: a CSV, TSV or Parquet file is a table unless you give an image shape; NPZ "
+        "and ZIP files are images. Images: rows are pictures (h×w or h×w×channels), for the CNN. "
+        "Sequences: rows are fixed-length series of numbers (steps, or steps×features per step), for "
+        "the LSTM. Table: rows are feature vectors (one column per feature), standardized per feature, "
+        "for the MLP.",
     )
     shape = forms.CharField(
         max_length=40,
         required=False,
-        help_text="e.g. 28x28 or 28x28x3 for images, 20x3 for sequences; empty = inferred",
+        help_text="e.g. 28x28 or 28x28x3 for images (with Automatic, a CSV/TSV/Parquet file with an image "
+        "shape becomes images), 20x3 for sequences; empty = inferred",
     )
     x_key = forms.CharField(max_length=100, initial="x", required=False, label="Features array (NPZ)")
     y_key = forms.CharField(max_length=100, initial="y", required=False, label="Labels array (NPZ)")
@@ -48,7 +53,7 @@ class UploadForm(forms.Form):
     )
 
     def clean_layout(self):
-        return self.cleaned_data.get("layout") or Dataset.Layout.IMAGE
+        return self.cleaned_data.get("layout") or "auto"
 
     def clean_test_fraction(self):
         value = self.cleaned_data.get("test_fraction")
@@ -67,7 +72,7 @@ class UploadForm(forms.Form):
         text = (data.get("shape") or "").strip()
         if text:
             try:
-                parse_shape(text, layout=data.get("layout") or Dataset.Layout.IMAGE)
+                parse_shape(text, layout=data.get("layout") or "auto")
             except DatasetError as exc:
                 self.add_error("shape", str(exc))
         data["shape"] = text

@@ -18,6 +18,10 @@ class Dataset(models.Model):
     class Layout(models.TextChoices):
         IMAGE = "image", "Images"
         SEQUENCE = "sequence", "Sequences"
+        TABLE = "table", "Table"
+
+    # What an upload may ask for: a layout, or "auto" (ingest.shapes.resolve_layout picks one).
+    UPLOAD_LAYOUTS = [("auto", "Automatic"), *Layout.choices]
 
     class SplitMode(models.TextChoices):  # the values of ingest's DatasetInfo.split_mode
         FRACTION = "fraction", "Stratified random split"
@@ -30,7 +34,9 @@ class Dataset(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.UPLOADED, db_index=True)
     status_reason = models.TextField(blank=True)
     layout = models.CharField(max_length=10, choices=Layout.choices, default=Layout.IMAGE)
-    shape = models.JSONField(default=list)  # [h, w, c] for images, [steps, features] for sequences
+    shape = models.JSONField(
+        default=list
+    )  # [h, w, c] for images, [steps, features] for sequences, [features] for tables
     num_classes = models.PositiveIntegerField(default=0)
     class_names = models.JSONField(default=list)
     class_counts = models.JSONField(default=list)
@@ -73,6 +79,10 @@ class Dataset(models.Model):
     @property
     def is_sequence(self) -> bool:
         return self.layout == self.Layout.SEQUENCE
+
+    @property
+    def is_table(self) -> bool:
+        return self.layout == self.Layout.TABLE
 
     @property
     def shape_text(self):

@@ -22,7 +22,7 @@ from django.db.models import ProtectedError
 
 from .ingest import DatasetError, Limits, detect_format, ingest, parse_shape
 from .ingest.detect import HEAD_BYTES
-from .ingest.shapes import check_layout
+from .ingest.shapes import check_layout, resolve_layout
 from .models import UPLOAD_DIR, Dataset
 from .states import DELETABLE, IllegalTransition, StaleStatus, Status
 from .uploads import too_large_message
@@ -126,7 +126,7 @@ def create_dataset(
     name: str,
     upload,
     label_column: str = "label",
-    layout: str = "image",
+    layout: str = "auto",
     shape_text: str = "",
     x_key: str = "x",
     y_key: str = "y",
@@ -138,11 +138,12 @@ def create_dataset(
     """Store the upload and create the dataset UPLOADED; its conversion is queued when the row commits.
 
     ``upload`` (and ``test_upload``, an optional separate test split) are Django UploadedFiles (or any
-    object with .name and .chunks()). ``layout`` is "image" or "sequence"; ``shape_text`` the user's
-    shape ("28x28", "20x3"), empty to infer it; ``image_size_text`` the size ZIP images are brought to
-    ("64x64", empty = the most common one). Bad values, an unsupported or empty file and a file over
-    settings.MAX_UPLOAD_BYTES (both files together, checked while streaming) raise DatasetError and
-    store nothing.
+    object with .name and .chunks()). ``layout`` is "image", "sequence", "table" or "auto" (a table for
+    CSV/TSV/Parquet without a shape, images otherwise; resolved here from the stored file's format and
+    kept resolved); ``shape_text`` the user's shape ("28x28", "20x3"), empty to infer it;
+    ``image_size_text`` the size ZIP images are brought to ("64x64", empty = the most common one).
+    Bad values, an unsupported or empty file and a file over settings.MAX_UPLOAD_BYTES (both files
+    together, checked while streaming) raise DatasetError and store nothing.
 
     ``convert_now=True`` (tests, fixtures, seeding) converts in this process instead of queueing and
     returns the dataset READY, or raises DatasetError with the reason (the row stays FAILED).
@@ -161,6 +162,7 @@ def create_dataset(
     try:
         budget = _Budget(settings.MAX_UPLOAD_BYTES)
         fmt, size = _store(upload, staging, "original", budget)
+        layout = resolve_layout(layout, fmt, user_shape)
         if image_size is not None and fmt != "zip":
             raise DatasetError(
                 "An image size (resizing) applies only to ZIP archives of images; for other formats "

@@ -9,7 +9,7 @@ from webapp import safefiles
 from webapp.accounts.services import can_submit, current_team
 
 from .forms import UploadForm
-from .ingest import DatasetError, preview
+from .ingest import DatasetError, column_summary, preview
 from .models import Dataset
 from .services import archive_dataset, delete_dataset, delete_failed_datasets
 from .thumbs import image_samples
@@ -100,6 +100,7 @@ SKETCH_CLASSES = 8
 PREVIEW_ROWS = 24
 # Rows read for the per-class image grid (usually all in the first Parquet row group).
 SAMPLE_ROWS = 256
+SUMMARY_COLUMNS = 1000  # a table's column statistics shown on its page (the first ones)
 
 
 def _sketches(samples) -> list[tuple[str, list]]:
@@ -122,13 +123,26 @@ def _previews(ds):
         return [], [], []  # files gone or unreadable: the page still shows what the row knows
     if ds.is_sequence:
         return samples[:PREVIEW_ROWS], _sketches(samples), []
+    if ds.is_table:
+        return samples[:PREVIEW_ROWS], [], []
     grid = image_samples(samples)
     return ([] if grid else samples[:PREVIEW_ROWS]), [], grid
+
+
+def _columns(ds) -> tuple[list, int]:
+    """A table dataset's column statistics (the first SUMMARY_COLUMNS) and its column count."""
+    if not (ds.is_table and ds.has_files):
+        return [], 0
+    try:
+        return column_summary(ds.storage_dir, limit=SUMMARY_COLUMNS)
+    except (OSError, KeyError, ValueError, IndexError, TypeError):
+        return [], 0  # meta.json gone or unreadable: the page still shows what the row knows
 
 
 def dataset_detail(request, pk):
     ds = _team_dataset(request, pk)
     table, sketches, grid = _previews(ds)
+    columns, column_count = _columns(ds)
     runs = ds.runs.order_by("-created_at")
     counts = [{"name": name, "count": count} for name, count in zip(ds.class_names, ds.class_counts, strict=False)]
     return render(
@@ -139,6 +153,8 @@ def dataset_detail(request, pk):
             "samples": table,
             "sketches": sketches,
             "image_grid": grid,
+            "columns": columns,
+            "column_count": column_count,
             "runs": runs[:50],
             "run_count": runs.count(),
             "class_counts": counts,

@@ -19,7 +19,10 @@ def check_template_fits(tmpl, dataset, team, values: dict) -> dict:
     layout = getattr(dataset, "layout", "image")
     if layout not in tmpl.layouts:
         kinds = " or ".join(f"{k} datasets" for k in tmpl.layouts)
-        return {"dataset": f"{tmpl.label} trains on {kinds}; {dataset.name} holds {layout} data."}
+        message = f"{tmpl.label} trains on {kinds}; {dataset.name} holds {layout} data."
+        if layout == "table":
+            message += " Use the MLP template for tables, or upload with an image shape to train a CNN."
+        return {"dataset": message}
     try:
         job_templates.check(tmpl.key, dataset.shape)
     except ValueError as exc:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from workers.jobs.standardize import ColumnStats, Standardizer
+
 from .csv_reader import CsvSource
 from .detect import FORMATS, HEAD_BYTES, SUPPORTED, check_content, detect_format
 from .errors import DatasetError
@@ -17,7 +19,7 @@ from .info import DatasetInfo, Limits, Scan, human_bytes
 from .labels import check_classes
 from .npz_reader import NpzSource
 from .parquet_reader import ParquetSource
-from .shapes import check_layout, resolve_sequence_shape, resolve_shape
+from .shapes import check_layout, resolve_layout, resolve_sequence_shape, resolve_shape, resolve_table_shape
 from .split import stratified_split
 from .writer import SplitWriter
 from .zip_images import ZipImageSource, check_size
@@ -51,7 +53,9 @@ def _open_source(src: Path, fmt: str, limits: Limits, options: dict):
         return ParquetSource(src, limits, label_column=options["label_column"])
     if fmt == "zip":
         if options["layout"] != "image":
-            raise DatasetError("A ZIP of images can only become an image dataset; choose the image layout.")
+            raise DatasetError(
+                "A ZIP of images can only become an image dataset; choose the automatic or image layout."
+            )
         return ZipImageSource(src, limits, image_size=options["image_size"], channels=options["channels"])
     return CsvSource(src, limits, label_column=options["label_column"], fmt=fmt)
 
@@ -70,6 +74,8 @@ def _resolve(source, layout: str, user_shape) -> tuple[int, ...]:
         user_shape = None
     if layout == "sequence":
         return resolve_sequence_shape(source.num_features, source.array_shape, user_shape)
+    if layout == "table":
+        return resolve_table_shape(source.num_features, source.array_shape, user_shape)
     return resolve_shape(source.num_features, source.array_shape, user_shape)
 
 
@@ -91,15 +97,34 @@ def _test_codes(scan: Scan, test_scan: Scan) -> np.ndarray:
     return remap[test_scan.codes]
 
 
-def _chunks(source, rows: int, offset: float, scale: float):
-    """Pass 2 over one source: (start, end, features scaled into [0, 1] as float32) per chunk."""
+def _min_max(offset: float, scale: float):
+    """Images and sequences: features = (raw - offset) / scale, clipped into [0, 1], float32."""
+    return lambda raw: np.clip((raw - offset) / scale, 0.0, 1.0).astype(np.float32)
+
+
+def _chunks(source, rows: int, transform, observe=None):
+    """The writing pass over one source: (start, end, transform(raw chunk)) per chunk; ``observe``
+    (if given) sees each raw chunk first."""
     start = 0
     for chunk in source.batches():
         end = start + len(chunk)
-        yield start, end, np.clip((chunk - offset) / scale, 0.0, 1.0).astype(np.float32)
+        if observe is not None:
+            observe(chunk)
+        yield start, end, transform(chunk)
         start = end
     if start != rows:
         raise DatasetError("The file changed while it was being converted; upload it again.")
+
+
+def _train_statistics(source, is_test) -> Standardizer:
+    """Tables, the pass before writing: each feature's mean and std over the training rows only
+    (``is_test`` marks the rows split off for testing; None: every row of ``source`` trains)."""
+    stats, start = ColumnStats(source.num_features), 0
+    for chunk in source.batches():
+        end = start + len(chunk)
+        stats.add(chunk if is_test is None else chunk[~is_test[start:end]])
+        start = end
+    return stats.standardizer()
 
 
 def _convert(
@@ -114,6 +139,11 @@ def _convert(
     if test_source is not None:
         with _test_file():
             test_shape = _resolve(test_source, layout, user_shape)
+        if test_shape != shape and layout == "table":
+            raise DatasetError(
+                f"The test file's rows have {test_shape[0]} features but the training file's have {shape[0]}; "
+                "they must match."
+            )
         if test_shape != shape:
             hint = " Choose an image size to resize both." if fmt == "zip" == test_fmt else ""
             raise DatasetError(
@@ -136,11 +166,19 @@ def _convert(
             + np.bincount(test_codes, minlength=len(scan.class_names))
         ).tolist()
         lo, hi = min(scan.minimum, test_scan.minimum), max(scan.maximum, test_scan.maximum)
-    offset, scale = _scale(lo, hi)
+    table = layout == "table"
+    if table:  # standardized per feature with the training rows' statistics, not min-max scaled
+        standardizer = _train_statistics(source, None if test_source is not None else is_test)
+        offset, scale, transform = 0.0, 1.0, standardizer.apply
+        raw_stats = ColumnStats(source.num_features)  # of every row, train and test, for the dataset page
+        observe = raw_stats.add
+    else:
+        offset, scale = _scale(lo, hi)
+        transform, observe = _min_max(offset, scale), None
 
     writers = {False: SplitWriter(tmp / "train.parquet"), True: SplitWriter(tmp / "test.parquet")}
     try:
-        for start, end, features in _chunks(source, scan.rows, offset, scale):
+        for start, end, features in _chunks(source, scan.rows, transform, observe):
             row_ids, codes = np.arange(start, end, dtype=np.int64), scan.codes[start:end]
             if test_source is None:  # route each row to its split
                 for test, writer in writers.items():
@@ -150,7 +188,7 @@ def _convert(
                 writers[False].add(row_ids, codes, features)
         if test_source is not None:
             with _test_file():  # row ids of the test split count the test file's rows
-                for start, end, features in _chunks(test_source, test_scan.rows, offset, scale):
+                for start, end, features in _chunks(test_source, test_scan.rows, transform, observe):
                     writers[True].add(np.arange(start, end, dtype=np.int64), test_codes[start:end], features)
         for writer in writers.values():
             writer.close()
@@ -179,6 +217,11 @@ def _convert(
         test_source_format=test_fmt if uploaded else "",
         resized=getattr(source, "resized", 0) + (getattr(test_source, "resized", 0) if uploaded else 0),
     )
+    if table:
+        d = source.num_features
+        info.columns = list(getattr(source, "feature_names", None) or (f"f{i}" for i in range(d)))
+        info.standardize = standardizer.to_meta()
+        info.column_stats = raw_stats.summary()
     with open(tmp / "meta.json", "w", encoding="utf-8") as fh:
         json.dump(info.to_meta(), fh, indent=2)
     return info
@@ -226,7 +269,7 @@ def ingest(
     limits: Limits = DEFAULT_LIMITS,
     x_key: str = "x",
     y_key: str = "y",
-    layout: str = "image",
+    layout: str = "auto",
     sequence_shape: tuple | None = None,
     test_src: Path | None = None,
     test_fmt: str | None = None,
@@ -245,10 +288,17 @@ def ingest(
       every image to it; without it, ``image_shape`` (h, w) or (h, w, channels) does the same (the
       channels, 1 or 3, converting the images), and with neither the most common size is used.
 
-    ``layout`` "image" (the default) records an (h, w, c) shape, ``image_shape`` overriding the
-    inferred one; "sequence" records (steps, features): an NPZ ``x`` of (n, steps) or CSV feature
-    columns give (steps, 1), an ``x`` of (n, steps, features) gives (steps, features), and
-    ``sequence_shape`` ((steps, features) or (steps,)) overrides it.
+    ``layout`` "auto" (the default) makes a CSV, TSV or Parquet file without ``image_shape`` a
+    table and anything else images (shapes.resolve_layout). "image" records an (h, w, c) shape,
+    ``image_shape`` overriding the inferred one (without it a square feature count s² gives
+    s × s × 1, any other count 1 × d × 1); "sequence" records (steps, features): an NPZ ``x`` of
+    (n, steps) or CSV feature columns give (steps, 1), an ``x`` of (n, steps, features) gives
+    (steps, features), and ``sequence_shape`` ((steps, features) or (steps,)) overrides it.
+    "table" records (features,) (an NPZ ``x`` must then be 2-D) and stores each feature
+    standardized, ``(raw - mean) / std`` with the training rows' mean and std (the test rows left
+    out; with ``test_src``, all of ``src``) applied alike to both splits, float32 and not clipped;
+    meta.json then also holds "columns", "standardize" and "column_stats" (see DatasetInfo).
+    Images and sequences are min-max scaled into [0, 1] with the global range instead.
 
     Split: ``test_fraction`` of the rows (stratified, seeded by ``seed``) become test.parquet,
     unless ``test_src`` is given: then every row of ``src`` goes to train.parquet and every row of
@@ -264,6 +314,7 @@ def ingest(
     if dest_dir.exists():
         raise FileExistsError(f"{dest_dir} already exists; ingest() creates it")
     check_layout(layout)
+    # Tables take image_shape as their typed shape (only (features,) fits): the form has one shape field.
     user_shape, other = (sequence_shape, image_shape) if layout == "sequence" else (image_shape, sequence_shape)
     if other is not None:  # a caller bug, not a user error
         raise ValueError(f"layout {layout!r} takes {layout}_shape, not the other layout's shape")
@@ -273,6 +324,7 @@ def ingest(
     tmp = None
     try:
         fmt = _detect(src, fmt)
+        layout = resolve_layout(layout, fmt, image_shape)
         if test_src is not None:
             test_src = Path(test_src)
             with _test_file():

@@ -81,6 +81,8 @@ class CsvSource:
             self.label_pos = self._headerless_label()
         self.label_name = self.header[self.label_pos]
         self.num_features = len(self.header) - 1
+        # The feature columns' names for a table's meta.json; a headerless file has none (None).
+        self.feature_names = [n for j, n in enumerate(self.header) if j != self.label_pos] if self.has_header else None
         if self.num_features > limits.max_features:
             raise DatasetError(
                 f"The {self.kind} has {self.num_features:,} feature columns; the limit is {limits.max_features:,}."

@@ -45,23 +45,30 @@ class Scan:
 
 @dataclass
 class DatasetInfo:
-    shape: tuple[int, ...]  # (h, w, c) for layout "image", (steps, features) for "sequence"
+    shape: tuple[int, ...]  # (h, w, c) for layout "image", (steps, features) for "sequence", (features,) for "table"
     num_classes: int
     class_names: list[str]
     class_counts: list[int]  # per class index, over train + test
     train_rows: int
     test_rows: int
-    scale: float  # features = (raw - offset) / scale
+    scale: float  # features = (raw - offset) / scale (images, sequences; 1 for tables: see standardize)
     source_format: str  # "npz" | "csv" | "tsv" | "parquet" | "zip"
     rows: int
     offset: float = 0.0
     test_fraction: float | None = 0.2  # None when the test split was uploaded as its own file
     seed: int | None = 42  # None when the test split was uploaded as its own file
-    layout: str = "image"  # "image" | "sequence"
+    layout: str = "image"  # "image" | "sequence" | "table"
     dtype: str = ""  # of the source's feature values ("uint8", "float32", …); "" in older meta.json
     split_mode: str = "fraction"  # "fraction" (split off by test_fraction/seed) | "uploaded" (a test file)
     test_source_format: str = ""  # format of the uploaded test file (split_mode "uploaded")
     resized: int = 0  # ZIP of images: how many images were resized to ``shape``
+    # Tables only (None otherwise): the feature columns' names (the header's, or f0, f1, …); the
+    # training rows' per-feature {"mean": [...], "std": [...]} that features = (raw - mean) / std
+    # uses (workers.jobs.standardize); and the raw values' {"min", "max", "mean", "missing"} per
+    # column over all rows, train and test, for the dataset page.
+    columns: list[str] | None = None
+    standardize: dict | None = None
+    column_stats: dict | None = None
 
     def split_meta(self) -> dict:
         if self.split_mode == "uploaded":
@@ -70,7 +77,7 @@ class DatasetInfo:
 
     def to_meta(self) -> dict:
         """The meta.json document: the keys of docs/architecture.md first, then extras."""
-        return {
+        meta = {
             "shape": list(self.shape),
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
@@ -87,6 +94,9 @@ class DatasetInfo:
             "resized": self.resized,
             "version": META_VERSION,
         }
+        if self.layout == "table":
+            meta.update(columns=list(self.columns), standardize=self.standardize, column_stats=self.column_stats)
+        return meta
 
     @classmethod
     def from_meta(cls, meta: dict) -> "DatasetInfo":
@@ -109,6 +119,9 @@ class DatasetInfo:
             split_mode=split.get("mode", "fraction"),  # meta.json written before uploaded test splits
             test_source_format=split.get("test_source_format", ""),
             resized=meta.get("resized", 0),
+            columns=meta.get("columns"),
+            standardize=meta.get("standardize"),
+            column_stats=meta.get("column_stats"),
         )
 
 

@@ -104,6 +104,7 @@ class ParquetSource:
         rest = [n for n in names if n != label]
         lists = [n for n in rest if _is_list(schema.field(n).type)]
         self.list_column = None
+        self.feature_names = None  # a list column's values have no names
         if lists:
             others = [n for n in rest if n not in lists and n != ROW_ID]
             if len(lists) > 1 or others:
@@ -135,6 +136,7 @@ class ParquetSource:
                         f"{label!r} must hold numbers (or use a single list column of numbers)."
                     )
             self.feature_columns = rest
+            self.feature_names = list(rest)
             self.dtype = np.result_type(*(_numpy_dtype(schema.field(n).type) for n in rest)).name
             self.num_features = len(rest)
 

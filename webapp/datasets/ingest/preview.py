@@ -19,7 +19,9 @@ class PreviewRow:
     row_id: int
     label: str  # class name
     label_index: int
-    features: np.ndarray  # float32 in [0, 1], shape (h, w, c) for images, (steps, features) for sequences
+    # float32, shape (h, w, c) for images, (steps, features) for sequences (both in [0, 1]), (features,)
+    # for tables (standardized)
+    features: np.ndarray
 
     @property
     def head(self) -> str:
@@ -56,11 +58,52 @@ class PreviewRow:
         return lines
 
 
+@dataclass
+class ColumnSummary:
+    """One feature column of a table dataset: its name and its raw values' statistics over all rows."""
+
+    name: str
+    minimum: float | None  # None: the column has no value at all
+    maximum: float | None
+    mean: float | None
+    missing: int
+
+    @staticmethod
+    def _text(value) -> str:
+        return "—" if value is None else f"{value:.6g}"
+
+    @property
+    def min_text(self) -> str:
+        return self._text(self.minimum)
+
+    @property
+    def max_text(self) -> str:
+        return self._text(self.maximum)
+
+    @property
+    def mean_text(self) -> str:
+        return self._text(self.mean)
+
+
+def column_summary(dest_dir: Path, limit: int | None = None) -> tuple[list[ColumnSummary], int]:
+    """A table dataset's first ``limit`` columns (all when None) with their statistics from meta.json,
+    and how many columns it has; ([], 0) for other layouts."""
+    info = read_info(dest_dir)
+    if info.layout != "table" or not info.columns or not info.column_stats:
+        return [], 0
+    stats, names = info.column_stats, info.columns[:limit]
+    rows = [
+        ColumnSummary(name, stats["min"][i], stats["max"][i], stats["mean"][i], stats["missing"][i])
+        for i, name in enumerate(names)
+    ]
+    return rows, len(info.columns)
+
+
 def preview(dest_dir: Path, n: int = 20) -> list[PreviewRow]:
     """The first ``n`` rows of train.parquet, reading only the row groups needed (usually one).
 
     Each row's features have the dataset's shape: (h, w, c) for images, (steps, features) for
-    sequences (see :attr:`PreviewRow.series` and :attr:`PreviewRow.polylines` to draw those).
+    sequences, (features,) for tables (see :attr:`PreviewRow.series` and :attr:`PreviewRow.polylines` to draw those).
     """
     info = read_info(dest_dir)
     parquet = pq.ParquetFile(Path(dest_dir) / "train.parquet")

@@ -1,19 +1,52 @@
-"""The per-row shape recorded in meta.json: (h, w, c) for images, (steps, features) for sequences."""
+"""The per-row shape recorded in meta.json: (h, w, c) for images, (steps, features) for sequences,
+(features,) for tables; and which layout an upload gets when the user leaves it to us ("auto")."""
 
 import math
 
 from .errors import DatasetError
 
-LAYOUTS = ("image", "sequence")
+LAYOUTS = ("image", "sequence", "table")
+AUTO = "auto"  # not a layout: resolve_layout picks one from the format and the shape given
+TABLE_FORMATS = ("csv", "tsv", "parquet")
 MIN_SEQUENCE_STEPS = 2
 
 _EXAMPLES = {"image": "28x28 or 32x32x3", "sequence": "20x3 (steps x features) or 20"}
 
 
 def check_layout(layout: str) -> str:
-    if layout not in LAYOUTS:
-        raise DatasetError(f"Unknown dataset layout {layout!r}; choose 'image' or 'sequence'.")
+    """``layout`` is one of LAYOUTS or "auto"."""
+    if layout not in LAYOUTS and layout != AUTO:
+        raise DatasetError(f"Unknown dataset layout {layout!r}; choose 'auto', 'image', 'sequence' or 'table'.")
     return layout
+
+
+def resolve_layout(layout: str, fmt: str, image_shape=None) -> str:
+    """The layout an upload gets: the user's choice, or for "auto" a table for CSV/TSV/Parquet
+    without an image shape, and images otherwise (NPZ arrays, ZIPs of images, or a shape given)."""
+    check_layout(layout)
+    if layout != AUTO:
+        return layout
+    return "table" if fmt in TABLE_FORMATS and image_shape is None else "image"
+
+
+def resolve_table_shape(num_features: int, array_shape: tuple[int, ...] | None, table_shape=None) -> tuple[int]:
+    """(num_features,) for table rows: flat feature vectors, whatever the format.
+
+    An NPZ ``x`` with more than 2 dimensions is refused (its rows are images or sequences), and so is
+    a typed shape other than the feature count: a table has no height and width.
+    """
+    if array_shape is not None and len(array_shape) > 1:
+        raise DatasetError(
+            f"A table needs flat rows (x of shape rows × features), but each row here has shape "
+            f"{tuple(array_shape)}. Choose the image or sequence layout, or reshape x to 2 dimensions."
+        )
+    if table_shape is not None and tuple(int(v) for v in table_shape) != (num_features,):
+        raise DatasetError(
+            f"A table's rows are flat vectors of its {num_features} features; the shape "
+            f"{'x'.join(map(str, table_shape))} does not apply. Leave the shape empty, or choose the "
+            "image layout to give an image shape."
+        )
+    return (int(num_features),)
 
 
 def parse_shape(text: str, layout: str = "image") -> tuple[int, ...] | None:
