@@ -29,6 +29,10 @@ ARTIFACT_ROOT = Path(env.str("SPARKDECK_ARTIFACT_ROOT", default=str(VAR_DIR / "a
 WEIGHTS_DIR = Path(env.str("SPARKDECK_WEIGHTS_DIR", default=str(VAR_DIR / "weights")))
 # Where executors POST metrics; must be reachable from the Spark executors.
 PUBLIC_URL = env.str("SPARKDECK_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+# `make run`'s Spark History Server: its port, and the event log directory its local cluster's runs
+# write to and it reads (seed_demo records both on the `local` cluster).
+HISTORY_PORT = env.int("SPARKDECK_HISTORY_PORT", default=18080)
+EVENT_LOG_DIR = Path(env.str("SPARKDECK_EVENT_LOG_DIR", default=str(VAR_DIR / "spark-events")))
 # Python that runs the driver and the executors (the project's venv by default).
 SPARK_PYTHON = env.str("SPARKDECK_SPARK_PYTHON", default=str(BASE_DIR / ".venv" / "bin" / "python"))
 

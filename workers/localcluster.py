@@ -2,9 +2,10 @@
 
 pip's pyspark ships bin/spark-class but no sbin/start-*.sh, so the master and worker daemons are
 started directly. Everything binds to 127.0.0.1. State lives in <state_dir>:
-cluster.json (pids, ports), logs/<daemon>.log, work-<i>/ (worker work dirs: executor logs).
+cluster.json (pids, ports), logs/<daemon>.log, work-<i>/ (worker work dirs: executor logs), events/
+(the default event log directory). With a history port, a Spark History Server reads that directory.
 
-    python -m workers.localcluster start|stop|status --state-dir var/spark [--foreground]
+    python -m workers.localcluster start|stop|status --state-dir var/spark [--history-port 18080] [--foreground]
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ GPU_DISCOVERY_SCRIPT = Path(__file__).resolve().parent / "gpu" / "discover_gpus.
 GPU_SLICE_ENV = "SPARKDECK_GPU_ADDRESSES"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+HISTORY_CLASS = "org.apache.spark.deploy.history.HistoryServer"
+# How often the History Server looks for new and finished event logs (Spark's default: 10 s).
+HISTORY_UPDATE_INTERVAL = "2s"
 STATE_FILE = "cluster.json"
 
 
@@ -178,8 +182,13 @@ class LocalCluster:
         gpus_per_worker: int = 0,
         gpu_discovery_script: str | Path | None = None,
         recovery: bool = False,
+        history_port: int | None = None,
+        event_log_dir: str | Path | None = None,
     ):
         self.state_dir = Path(state_dir).resolve()
+        self.history_port = history_port
+        # Where runs' event logs go (spark.eventLog.dir) and the History Server reads them from.
+        self.event_log_dir = Path(event_log_dir).resolve() if event_log_dir else self.state_dir / "events"
         self.recovery = recovery
         self.master_port = master_port
         self.webui_port = webui_port
@@ -200,6 +209,11 @@ class LocalCluster:
     def rest_url(self) -> str:
         """The master web UI; <rest_url>/json/ is the cluster state, /app/kill/ kills an app."""
         return f"http://{HOST}:{self.webui_port}"
+
+    @property
+    def history_url(self) -> str | None:
+        """The History Server's web UI (REST API at <history_url>/api/v1/), if it has a port."""
+        return f"http://{HOST}:{self.history_port}" if self.history_port else None
 
     @property
     def work_dirs(self) -> list[Path]:
@@ -233,6 +247,7 @@ class LocalCluster:
             "rest_url": self.rest_url,
             "master_port": self.master_port,
             "webui_port": self.webui_port,
+            "history_url": self.history_url,
             "daemons": daemons,
         }
         tmp = self._state_path.with_suffix(".tmp")
@@ -279,7 +294,15 @@ class LocalCluster:
                 env[GPU_SLICE_ENV] = ",".join(str(g) for g in range(first, first + self.gpus_per_worker))
         return env
 
-    def _spawn(self, name: str, cls: str, args: list[str], daemons: list[dict], worker: int | None = None) -> None:
+    def _spawn(
+        self,
+        name: str,
+        cls: str,
+        args: list[str],
+        daemons: list[dict],
+        worker: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         argv = [str(spark_home() / "bin" / "spark-class"), cls, *args]
         log_path = self.state_dir / "logs" / f"{name}.log"
         with open(log_path, "ab") as log:
@@ -288,13 +311,50 @@ class LocalCluster:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self._env(worker),
+                env=env or self._env(worker),
                 cwd=self.state_dir,
                 start_new_session=True,  # own process group: stop() kills the daemon's children too
             )
         self._procs[name] = proc
         daemons.append({"name": name, "cls": cls, "pid": proc.pid, "log": str(log_path)})
         self._write_state(daemons)
+
+    # -- the History Server -------------------------------------------------------------------------
+
+    def history_command(self) -> tuple[list[str], dict[str, str]]:
+        """(argv, env) of a History Server on history_port that shows the applications whose event logs
+        are in event_log_dir. start() runs it as a daemon of this cluster; `make run` runs the same
+        command as a child it restarts when it dies (webapp/ops/management/commands/run_stack.py)."""
+        if not self.history_port:
+            raise ClusterError("this cluster has no history port")
+        env = self._env()
+        # The History Server reads its settings from SPARK_HISTORY_OPTS (and SPARK_DAEMON_JAVA_OPTS).
+        opts = (
+            f"-Dspark.history.fs.logDirectory={self.event_log_dir.as_uri()}"
+            f" -Dspark.history.ui.port={self.history_port}"
+            f" -Dspark.history.fs.update.interval={HISTORY_UPDATE_INTERVAL}"
+        )
+        env["SPARK_HISTORY_OPTS"] = (env.get("SPARK_HISTORY_OPTS", "") + " " + opts).strip()
+        return [str(spark_home() / "bin" / "spark-class"), HISTORY_CLASS], env
+
+    def prepare_history(self) -> None:
+        """Create the event log directory: a History Server whose directory is missing exits at start."""
+        self.event_log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start_history(self, timeout: float = 60) -> None:
+        """Start the History Server alone (start() starts it with the cluster unless told not to)."""
+        if any(d["cls"] == HISTORY_CLASS for d in self._live_daemons()):
+            raise ClusterError(f"the History Server of {self.state_dir} is already running")
+        if not port_free(self.history_port):
+            raise ClusterError(f"port {self.history_port} on {HOST} already in use; pick another history port")
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._spawn_history(self._live_daemons(), time.monotonic() + timeout)
+
+    def _spawn_history(self, daemons: list[dict], deadline: float) -> None:
+        self.prepare_history()
+        argv, env = self.history_command()
+        self._spawn("history", argv[1], argv[2:], daemons, env=env)
+        self._wait(lambda: port_open(self.history_port), deadline, "the History Server to listen")
 
     def master_state(self, timeout: float = 2.0) -> dict:
         # The state file knows the ports a running cluster was started with (`status` may not).
@@ -316,10 +376,13 @@ class LocalCluster:
     def is_running(self) -> bool:
         return bool(self._live_daemons())
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, history: bool = True) -> None:
+        """Start the master and workers, and the History Server if the cluster has a history port
+        (unless `history` is false: the caller runs history_command() itself, or later)."""
         if self.is_running():
             raise ClusterError(f"a cluster from {self.state_dir} is already running (stop it first)")
-        ports = [self.master_port, self.webui_port, *self.worker_ui_ports]
+        history = history and bool(self.history_port)
+        ports = [self.master_port, self.webui_port, *self.worker_ui_ports, *([self.history_port] if history else [])]
         taken = [p for p in ports if not port_free(p)]
         if taken:
             raise ClusterError(f"port(s) {taken} on {HOST} already in use; pick other ports")
@@ -340,6 +403,8 @@ class LocalCluster:
                 args = [self.master_url, "--host", HOST, "--cores", str(self.worker_cores)]
                 args += ["--memory", self.worker_memory, "--work-dir", str(work_dir)]
                 self._spawn(f"worker-{i}", WORKER_CLASS, [*args, "--webui-port", str(ui_port)], daemons, worker=i)
+            if history:
+                self._spawn_history(daemons, deadline)
             self._wait(lambda: self.alive_workers() >= self.workers, deadline, "workers to be ALIVE")
         except BaseException as exc:
             # Show the logs of the daemons that died, or of all when none did (a timeout).
@@ -430,6 +495,8 @@ class LocalCluster:
         names = ", ".join(f"{d['name']}={d['pid']}" for d in daemons)
         state = self._read_state()
         urls = f"master {state.get('master_url')}, UI {state.get('rest_url')}"
+        if any(d["cls"] == HISTORY_CLASS for d in daemons):
+            urls += f", History Server {state.get('history_url')}"
         return f"running: {names}; {self.alive_workers()} worker(s) ALIVE; {urls}"
 
 
@@ -444,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker-memory", default="4g")
     p.add_argument("--gpus-per-worker", type=int, default=0)
     p.add_argument("--gpu-discovery-script")
+    p.add_argument("--history-port", type=int, help="also start a History Server on this port")
+    p.add_argument("--event-log-dir", help="the History Server's event log directory (default <state-dir>/events)")
     p.add_argument("--timeout", type=float, default=60)
     p.add_argument("--foreground", action="store_true", help="start, then stop everything on SIGINT/SIGTERM")
     a = p.parse_args(argv)
@@ -456,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         worker_memory=a.worker_memory,
         gpus_per_worker=a.gpus_per_worker,
         gpu_discovery_script=a.gpu_discovery_script,
+        history_port=a.history_port,
+        event_log_dir=a.event_log_dir,
     )
     if a.action == "status":
         print(cluster.describe())
@@ -469,7 +540,11 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"Spark master {cluster.master_url}, UI {cluster.rest_url}, logs {cluster.state_dir / 'logs'}", flush=True)
+    history = f", History Server {cluster.history_url} ({cluster.event_log_dir})" if cluster.history_port else ""
+    print(
+        f"Spark master {cluster.master_url}, UI {cluster.rest_url}{history}, logs {cluster.state_dir / 'logs'}",
+        flush=True,
+    )
     if not a.foreground:
         return 0
     return _foreground(cluster)

@@ -139,10 +139,17 @@
     const cancel = document.getElementById("cancel-form");
     if (cancel && data.terminal) cancel.hidden = true;
     if (data.app_id) document.getElementById("app").textContent = data.app_id;
+    // Same markup as templates/runs/_spark_ui.html; the server decides which UI (or none) to link.
+    const ui = document.getElementById("ui");
     if (data.ui_url) {
       const a = document.createElement("a");
       a.href = data.ui_url; a.textContent = data.ui_url; a.target = "_blank"; a.rel = "noopener";
-      document.getElementById("ui").replaceChildren(a);
+      a.className = "spark-ui"; a.dataset.kind = data.ui_kind;
+      const hint = document.createElement("small");
+      hint.className = "hint"; hint.textContent = `(${data.ui_label})`;
+      ui.replaceChildren(a, " ", hint);
+    } else {
+      ui.textContent = "—";
     }
     if (data.test_accuracy !== null) {
       const rows = data.test_rows ? ` on ${data.test_rows} rows` : "";

@@ -42,11 +42,20 @@ def spark_cluster(e2e_root):
         workers=2,
         worker_cores=1,
         worker_memory="3g",
+        history_port=free_port(),
     )
-    cluster.start(timeout=90)
+    cluster.start(timeout=90, history=False)  # the History Server only for the tests that need it
     yield cluster
     cluster.stop()
     assert not cluster.is_running()
+
+
+@pytest.fixture(scope="session")
+def history_server(spark_cluster):
+    """The cluster's Spark History Server (one JVM for the session, stopped with the cluster), reading
+    spark_cluster.event_log_dir at spark_cluster.history_url."""
+    spark_cluster.start_history(timeout=90)
+    return spark_cluster
 
 
 def start_logged(argv, log_path: Path, env, ready=lambda text: "ready." in text, timeout=60) -> subprocess.Popen:

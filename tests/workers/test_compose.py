@@ -38,3 +38,17 @@ def test_every_queue_has_a_consumer_and_the_driver_host_takes_its_own():
 def test_one_beat():
     beats = [n for n, s in services().items() if (s.get("command") or [])[3:4] == ["beat"]]
     assert beats == ["beat"]
+
+
+def test_history_server_reads_the_event_logs_the_driver_host_writes():
+    history = services()["history"]
+    assert "org.apache.spark.deploy.history.HistoryServer" in " ".join(history["command"])
+    opts = dict(o.removeprefix("-D").split("=", 1) for o in history["environment"]["SPARK_HISTORY_OPTS"].split())
+    log_dir = opts["spark.history.fs.logDirectory"].removeprefix("file:")
+    assert f"mkdir -p {log_dir}" in " ".join(history["command"])  # it exits at start if the directory is missing
+    assert opts["spark.history.ui.port"] == "18080" and "18080:18080" in history["ports"]
+    # Client-mode drivers run in `worker` and write there: both mount the volume that holds it.
+    mounts = [v.split(":") for v in history["volumes"]]
+    volume, mounted_at = next((name, at) for name, at in mounts if log_dir.startswith(at + "/"))
+    assert f"{volume}:{mounted_at}" in services()["worker"]["volumes"]
+    assert history["restart"] == "unless-stopped"

@@ -1,10 +1,13 @@
 """`make run`'s stack for real, on its embedded default (SQLite, the server-less Celery transport): the
 commands `make run` runs (migrate, seed_demo, run_stack) with ports of the test's own. A child killed
-with SIGKILL is started again and the terminal says so while the rest keeps serving; SIGTERM (`make
-stop`) then leaves no process behind."""
+with SIGKILL is started again and the terminal says so while the rest keeps serving; the Spark History
+Server answers on its port, reading the event log directory the seeded cluster's runs write to; SIGTERM
+(`make stop`) then leaves no process behind."""
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -54,14 +57,27 @@ def healthy(port: int) -> bool:
         return False
 
 
+def history_apps(port: int) -> bytes | None:
+    """The History Server's application list (JSON), None while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/applications", timeout=3) as resp:
+            return resp.read() if resp.status == 200 else None
+    except OSError:
+        return None
+
+
+def environ_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/environ").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
 def test_make_run_restarts_a_killed_child_and_stops_clean(tmp_path):
     var = tmp_path / "var"
     # The embedded default: no DATABASE_URL, no CELERY_BROKER_URL.
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "JAVA_HOME", "TMPDIR")}
     env |= {"DJANGO_SECRET_KEY": "run-stack-test", "SPARKDECK_INSECURE_HTTP": "1", "SPARKDECK_VAR_DIR": str(var)}
     env["PYTHONUNBUFFERED"] = "1"  # its output is read as it comes
-    port, master_port, webui_port = free_port(), free_port(), free_port_block(3)
-    ports = ["--master-port", str(master_port), "--webui-port", str(webui_port)]
+    port, master_port, webui_port, history_port = free_port(), free_port(), free_port_block(3), free_port()
+    ports = ["--master-port", str(master_port), "--webui-port", str(webui_port), "--history-port", str(history_port)]
     manage = [sys.executable, str(REPO / "manage.py")]
     for argv in (["migrate", "--noinput", "-v", "0"], ["seed_demo", *ports]):
         subprocess.run([*manage, *argv], cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
@@ -79,8 +95,18 @@ def test_make_run_restarts_a_killed_child_and_stops_clean(tmp_path):
         kids = {p: cmd for p, cmd in children_of(stack.pid).items() if p not in daemons}
         worker = [p for p, cmd in kids.items() if " worker " in cmd and "control@" in cmd]
         web = [p for p, cmd in kids.items() if "gunicorn" in cmd]
-        # worker, ingest worker, beat, web
-        assert len(daemons) == 3 and len(kids) == 4 and len(worker) == 1 and len(web) == 1, kids
+        history = [p for p, cmd in kids.items() if "org.apache.spark.deploy.history.HistoryServer" in cmd]
+        # History Server, worker, ingest worker, beat, web
+        assert len(daemons) == 3 and len(kids) == 5 and len(worker) == 1 and len(web) == 1, kids
+        assert len(history) == 1, kids
+        # It serves the directory that seed_demo gave the local cluster (its runs write event logs there).
+        apps = wait_for(lambda: history_apps(history_port), 90, "the History Server", out)
+        assert json.loads(apps) == []
+        with sqlite3.connect(var / "sparkdeck.sqlite3") as db:
+            row = db.execute("select event_log_dir, history_url from clusters_cluster where name='local'").fetchone()
+        assert row == (str(var / "spark-events"), f"http://127.0.0.1:{history_port}")
+        assert (var / "spark-events").is_dir()
+        assert f"-Dspark.history.fs.logDirectory=file://{var / 'spark-events'}" in environ_of(history[0])
         worker_log = var / "logs" / "worker.log"
         wait_for(lambda: "ready." in worker_log.read_text(errors="replace"), 60, "the worker", out)
 
@@ -92,7 +118,7 @@ def test_make_run_restarts_a_killed_child_and_stops_clean(tmp_path):
         assert len(new) == 1 and new[0] != worker[0] and not group_pids(worker[0]), new
         wait_for(lambda: worker_log.read_text(errors="replace").count("ready.") == 2, 60, "the new worker", out)
         # The others were not touched, and the stack is still up.
-        assert pid_alive(web[0]) and healthy(port) and stack.poll() is None
+        assert pid_alive(web[0]) and pid_alive(history[0]) and healthy(port) and stack.poll() is None
         assert len(cluster.daemons()) == 3
 
         started = list(children_of(stack.pid))
@@ -100,6 +126,7 @@ def test_make_run_restarts_a_killed_child_and_stops_clean(tmp_path):
         assert stack.wait(90) == 0
         assert "stopped." in out.read_text(errors="replace")
         assert [p for p in started if group_pids(p)] == [] and cluster.daemons() == []
+        assert history[0] in started and not history_apps(history_port)
     finally:
         if stack.poll() is None:
             stack.send_signal(signal.SIGTERM)

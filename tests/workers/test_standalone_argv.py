@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from workers.backends.base import BackendError, SubmitRequest, get_backend
+from workers.backends.base import BackendError, SubmitRequest, get_backend, prepare_event_log_dir
 from workers.backends.standalone import StandaloneBackend, check_capacity
 
 
@@ -217,3 +217,34 @@ def test_check_capacity(tmp_path):
     with pytest.raises(BackendError, match="GPU"):
         check_capacity({"workers": [_worker(), _worker()]}, gpu_req)
     check_capacity({"workers": [_worker(gpus=1), _worker(gpus=1)]}, gpu_req)
+
+
+def test_event_logs_go_to_the_clusters_directory(backend, tmp_path):
+    assert not any(k.startswith("spark.eventLog.") for k in confs(backend.build_argv(make_req(tmp_path))))
+    c = confs(backend.build_argv(make_req(tmp_path, event_log_dir="hdfs://nn:8020/spark-logs")))
+    assert (c["spark.eventLog.enabled"], c["spark.eventLog.dir"]) == ("true", "hdfs://nn:8020/spark-logs")
+    yarn = get_backend("yarn", rest_url="http://rm:8088")  # the conf every backend builds
+    c = confs(yarn.build_argv(make_req(tmp_path, master_url="", event_log_dir="/var/events")))
+    assert (c["spark.eventLog.enabled"], c["spark.eventLog.dir"]) == ("true", "/var/events")
+
+
+@pytest.mark.parametrize("form", ["{}", "file:{}", "file://{}"])
+def test_a_missing_local_event_log_directory_is_made(tmp_path, form):
+    target = tmp_path / "a" / "events"
+    prepare_event_log_dir(form.format(target))
+    assert target.is_dir()
+    prepare_event_log_dir(form.format(target))  # already there: fine
+    prepare_event_log_dir("hdfs://nn:8020/spark-logs")  # not ours to make (nor to check) here
+
+
+def test_an_event_log_directory_that_cannot_be_made_fails_the_submission_clearly(backend, tmp_path):
+    (tmp_path / "taken").write_text("a file, not a directory")
+    req = make_req(tmp_path, event_log_dir=f"file:{tmp_path}/taken/events")
+    with pytest.raises(BackendError, match=r"event log directory file:.*/taken/events could not be created"):
+        backend._launch(req, ["/bin/true"], {})
+    assert not req.run_dir.exists()  # refused before anything was launched
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(BackendError, match="not writable"):
+            prepare_event_log_dir(str(locked))

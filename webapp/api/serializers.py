@@ -156,6 +156,8 @@ class RunSerializer(RunListSerializer):
     can_edit = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
     result = serializers.SerializerMethodField()
+    spark_ui_link = serializers.SerializerMethodField()
+    spark_ui_kind = serializers.SerializerMethodField()
 
     class Meta(RunListSerializer.Meta):
         fields = [
@@ -166,6 +168,8 @@ class RunSerializer(RunListSerializer):
             "queue_reason",
             "spark_app_id",
             "spark_ui_url",
+            "spark_ui_link",
+            "spark_ui_kind",
             "test_rows",
             "result",
             "executors",
@@ -173,6 +177,24 @@ class RunSerializer(RunListSerializer):
             "links",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(
+        {
+            "type": "string",
+            "nullable": True,
+            "description": "The Spark UI to open (Run.spark_ui_link): the driver's live UI while the run is "
+            "submitted or running, then the application's page on the cluster's History Server; null when "
+            "neither exists. spark_ui_url is the driver's UI as recorded, dead once the run ended.",
+        }
+    )
+    def get_spark_ui_link(self, run) -> str | None:
+        ui = run.spark_ui_link()
+        return ui.url if ui else None
+
+    @extend_schema_field({"type": "string", "nullable": True, "enum": ["live", "history", None]})
+    def get_spark_ui_kind(self, run) -> str | None:
+        ui = run.spark_ui_link()
+        return ui.kind if ui else None
 
     def get_queue_position(self, run) -> int | None:
         return run.queue_position()

@@ -35,6 +35,14 @@ class ClusterAdmin(admin.ModelAdmin):
         ),
         ("Logs", {"fields": ["collect_executor_logs", "log_fetch_timeout_s", "yarn_logs_timeout_s"]}),
         (
+            "Spark History Server",
+            {
+                "fields": ["event_log_dir", "history_url"],
+                "description": "A finished run's Spark UI: the History Server shows the applications whose "
+                "event logs are in the directory it reads (spark.history.fs.logDirectory).",
+            },
+        ),
+        (
             "Limits",
             {
                 "fields": ["max_executors", "max_executor_cores", "max_executor_memory_mb", "max_gpus_per_executor"],

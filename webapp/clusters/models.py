@@ -13,6 +13,15 @@ web_address = RegexValidator(
 )
 
 
+# Where runs write Spark event logs: an absolute path, file:/path (file:///path), or hdfs://namenode[:port]/path
+# (hdfs:///path: the default file system's). No spaces or shell syntax.
+event_log_location = RegexValidator(
+    r"^(/|file:(//)?/|hdfs://([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?)?/)(?!/)[\w./@%+=,-]+$",
+    "Enter an absolute path (/var/spark-events), a file: URI (file:/var/spark-events) or an HDFS URI "
+    "(hdfs://namenode:8020/spark-events).",
+)
+
+
 class ClusterQuerySet(models.QuerySet):
     def enabled(self):
         return self.filter(enabled=True)
@@ -74,6 +83,21 @@ class Cluster(models.Model):
         help_text="Copy executor stdout/stderr into the run's files (standalone: worker log pages; "
         "YARN: `yarn logs` once the application ends).",
     )
+    event_log_dir = models.CharField(
+        max_length=300,
+        blank=True,
+        validators=[event_log_location],
+        help_text="Runs write Spark event logs here (spark.eventLog.dir), which a Spark History Server reads: "
+        "an absolute path or file: URI on the driver's host (created when missing), or an hdfs:// URI "
+        "(must exist). Empty = no event logs.",
+    )
+    history_url = models.CharField(
+        max_length=300,
+        blank=True,
+        validators=[web_address],
+        help_text="The Spark History Server's web address (http://host:18080): a finished run's page links to "
+        "its application there. Empty = no link once the driver's live UI is gone.",
+    )
     log_fetch_timeout_s = models.PositiveIntegerField(
         default=5, help_text="HTTP timeout for the master/worker/ResourceManager APIs."
     )
@@ -124,6 +148,10 @@ class Cluster(models.Model):
         problems = sparkconf.check_conf(self.extra_conf)
         if problems:
             errors["extra_conf"] = problems
+        elif self.event_log_dir and isinstance(self.extra_conf, dict):
+            both = sorted(k for k in self.extra_conf if k.startswith("spark.eventLog."))
+            if both:
+                errors["extra_conf"] = f"{', '.join(both)}: set by the event log directory; remove it here."
         problems = sparkconf.check_env(self.executor_env)
         if problems:
             errors["executor_env"] = problems

@@ -104,6 +104,7 @@ def submit_request(run: Run, spec_path: Path, zip_path: Path):
         gpus_per_executor=run.gpus_per_executor,
         notify=_notify_spec(),
         java_opts=_class_archive_opts(run),
+        event_log_dir=cluster.event_log_dir,
     )
 
 

@@ -2,6 +2,8 @@ import logging
 import math
 import re
 import secrets
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -30,6 +32,15 @@ MAX_TAGS = 20
 MAX_TAG_LENGTH = 40
 _TAG_SPLIT = re.compile(r"[\s,]+")
 _TAG_OK = re.compile(r"[a-z0-9][a-z0-9_.:+-]*")
+
+
+@dataclass(frozen=True)
+class SparkUiLink:
+    """Where the run page's "Spark UI" points: `kind` "live" (the driver's own UI) or "history"."""
+
+    url: str
+    kind: str
+    label: str
 
 
 class TagError(ValueError):
@@ -181,6 +192,21 @@ class Run(models.Model):
             RunTag.objects.filter(run=self).exclude(tag__in=tags).delete()
             have = set(RunTag.objects.filter(run=self).values_list("tag", flat=True))
             RunTag.objects.bulk_create([RunTag(run=self, tag=t) for t in tags if t not in have], ignore_conflicts=True)
+
+    def spark_ui_link(self) -> SparkUiLink | None:
+        """The Spark UI of this run's application, for the page and the API: the driver's live UI only
+        while the driver runs (once it ends, its port goes to the next driver, whose UI an old link
+        would open), then the application's page on the cluster's History Server; None when neither
+        exists (no UI recorded yet, no app id, or no History Server configured)."""
+        if self.status in (Status.SUBMITTED, Status.RUNNING):
+            if self.spark_ui_url:
+                return SparkUiLink(self.spark_ui_url, "live", "live, while the run is active")
+            return None
+        history = self.cluster.history_url if self.is_terminal else ""
+        if history and self.spark_app_id:
+            app = urllib.parse.quote(self.spark_app_id, safe="")
+            return SparkUiLink(f"{history.rstrip('/')}/history/{app}/", "history", "History Server")
+        return None
 
     @property
     def is_active(self):

@@ -111,6 +111,7 @@ def tfos_settings(cluster, ask: Ask) -> dict:
         executor_env=cluster_services.executor_env(cluster),
         bind_host=cluster.bind_host or None,
         gpus_per_executor=ask.gpus_per_executor,
+        event_log_dir=cluster.event_log_dir,
     )
     try:
         conf = conf_string(cluster_services.backend_for(cluster).build_argv(req))

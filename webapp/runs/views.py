@@ -142,7 +142,7 @@ def run_live(request, pk):
             "detail": run.status_detail,
             "terminal": run.is_terminal,
             "app_id": run.spark_app_id,
-            "ui_url": run.spark_ui_url,
+            **_ui_fields(run),
             "test_accuracy": run.test_accuracy,
             "test_loss": run.test_loss,
             "test_rows": run.test_rows,
@@ -158,6 +158,12 @@ def run_live(request, pk):
             "diagnosis": watchdog.banner(run),
         }
     )
+
+
+def _ui_fields(run) -> dict:
+    """live.json's Spark UI link: the same rule as the page (Run.spark_ui_link)."""
+    ui = run.spark_ui_link()
+    return {"ui_url": ui.url if ui else "", "ui_kind": ui.kind if ui else "", "ui_label": ui.label if ui else ""}
 
 
 def run_log(request, pk, source, stream="stderr"):

@@ -7,6 +7,7 @@ returned Handle (a plain JSON-able dict) on the run, so a worker restart can pic
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,47 @@ class SubmitRequest:
     notify: str = ""  # a workers.notify.spec(): the launcher publishes it when the driver exits
     # {"driver": ..., "executor": ...}: JVM options for the run's class-data archives (workers/jvm_cds.py)
     java_opts: dict[str, str] = field(default_factory=dict)
+    # The cluster's event log directory (a path, file: or hdfs: URI): the run writes Spark event logs
+    # there, for a History Server; "" = none.
+    event_log_dir: str = ""
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
+
+
+def event_log_conf(location: str) -> dict[str, str]:
+    """The Spark settings that make a run write its event log to `location` ({} for none)."""
+    return {"spark.eventLog.enabled": "true", "spark.eventLog.dir": location} if location else {}
+
+
+def local_event_log_dir(location: str) -> Path | None:
+    """The directory a path or file: URI names (None for another file system, e.g. hdfs:)."""
+    if location.startswith("/"):
+        return Path(location)
+    if location.startswith("file:"):
+        rest = location[len("file:") :]
+        return Path("/" + rest.lstrip("/"))  # file:/x and file:///x
+    return None
+
+
+def prepare_event_log_dir(location: str) -> None:
+    """Create a local event log directory before submitting: a SparkContext whose event log directory
+    is missing fails at start, with a Java stack trace. HDFS directories are the cluster's to create."""
+    path = local_event_log_dir(location) if location else None
+    if path is None:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackendError(
+            f"The cluster's event log directory {location} could not be created ({exc.strerror or exc}); "
+            "an admin must fix it or clear it in the cluster settings."
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise BackendError(
+            f"The cluster's event log directory {location} is not writable by Sparkdeck's worker; "
+            "an admin must fix its permissions or clear it in the cluster settings."
+        )
 
 
 @dataclass

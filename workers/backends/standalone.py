@@ -32,6 +32,8 @@ from workers.backends.base import (
     ClusterUnreachable,
     Handle,
     SubmitRequest,
+    event_log_conf,
+    prepare_event_log_dir,
 )
 from workers.jobs import jvm_opts
 from workers.launcher import LOG_NAME
@@ -151,6 +153,7 @@ class StandaloneBackend(Backend):
             "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
             # A short-lived JVM: its cost is startup (jvm_opts.py); the cluster's extra conf wins.
             "spark.driver.extraJavaOptions": jvm_opts.join(jvm_opts.STARTUP_JAVA_OPTS, req.java_opts.get("driver", "")),
+            **event_log_conf(req.event_log_dir),
         }
         if req.java_opts.get("executor"):
             conf[jvm_opts.EXECUTOR_OPTS_CONF] = req.java_opts["executor"]
@@ -236,6 +239,7 @@ class StandaloneBackend(Backend):
     def _launch(self, req: SubmitRequest, argv: list[str], env: dict, **handle) -> Handle:
         """Start spark-submit under workers.launcher on this host (workers/supervision.py)."""
         base = {"backend": self.kind, "run_id": req.run_id, **handle, "app_id": None, "ui_url": None}
+        prepare_event_log_dir(req.event_log_dir)
         try:
             return supervision.launch(req.run_dir, argv, env, {**base, "submitted": time.time()})
         except supervision.AlreadyRunning as exc:

@@ -1,5 +1,5 @@
-"""`make run`: start the local Spark cluster, the Celery workers (run control; dataset ingest), Celery
-beat and the web server.
+"""`make run`: start the local Spark cluster, its Spark History Server, the Celery workers (run control;
+dataset ingest), Celery beat and the web server.
 
 A child that dies is restarted (bounded, workers/restarter.py), and the terminal says so. Everything
 started here is stopped on Ctrl-C / SIGTERM (or `make stop`), nothing orphaned.
@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from workers.commands import CONTROL_QUEUES, INGEST_QUEUES, celery_beat_argv, celery_worker_argv, web_argv
-from workers.localcluster import ClusterError, LocalCluster, local_gpu_settings
+from workers.localcluster import ClusterError, LocalCluster, local_gpu_settings, port_free
 from workers.restarter import Child, Children, GaveUp
 
 
@@ -27,10 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--master-port", type=int, default=7077)
         parser.add_argument("--webui-port", type=int, default=8080)
+        parser.add_argument("--history-port", type=int, default=settings.HISTORY_PORT)
         parser.add_argument("--worker-memory", default="4g")
         parser.add_argument("--stop", action="store_true", help="stop a stack started earlier")
 
-    def handle(self, *args, port, master_port, webui_port, worker_memory, stop, **opts):
+    def handle(self, *args, port, master_port, webui_port, history_port, worker_memory, stop, **opts):
         run_dir = settings.VAR_DIR / "run"
         pid_file = run_dir / "stack.pid"
         if stop:
@@ -39,6 +40,10 @@ class Command(BaseCommand):
             gpus, gpu_script = local_gpu_settings()  # seed_demo records the same on the cluster row
         except ClusterError as exc:
             raise CommandError(str(exc)) from None
+        if not port_free(history_port):  # else the History Server would exit at once, and again
+            raise CommandError(
+                f"port {history_port} is taken: give the History Server another one (SPARKDECK_HISTORY_PORT)"
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(os.getpid()))
         cluster = LocalCluster(
@@ -50,6 +55,8 @@ class Command(BaseCommand):
             worker_memory=worker_memory,
             gpus_per_worker=gpus,
             gpu_discovery_script=gpu_script or None,
+            history_port=history_port,
+            event_log_dir=settings.EVENT_LOG_DIR,
         )
         children = Children(say=lambda text: self.stderr.write(text))
         stopping = False
@@ -64,12 +71,16 @@ class Command(BaseCommand):
             gpu_text = f", {gpus} GPU(s) each from {gpu_script}" if gpus else ""
             self.stdout.write(f"starting the Spark standalone cluster (1 master + 2 workers on 127.0.0.1{gpu_text})…")
             try:
-                cluster.start(timeout=90)
+                # The History Server is a child below (restarted when it dies), not a cluster daemon.
+                cluster.start(timeout=90, history=False)
+                cluster.prepare_history()
             except ClusterError as exc:
                 raise CommandError(str(exc)) from None
             logs = settings.VAR_DIR / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             env = {**os.environ, "SPARKDECK_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+            history_argv, history_env = cluster.history_command()
+            children.add(Child("history", history_argv, logs / "history.log", history_env, cluster.state_dir))
             specs = [
                 ("worker", celery_worker_argv(CONTROL_QUEUES, role="control"), "worker.log"),
                 ("ingest worker", celery_worker_argv(INGEST_QUEUES, concurrency=1, role="ingest"), "ingest.log"),
@@ -82,7 +93,9 @@ class Command(BaseCommand):
                 self.style.SUCCESS(
                     f"\nSparkdeck is running: http://127.0.0.1:{port}/\n"
                     f"  login: demo / sparkdeck-demo   (admin: admin / sparkdeck-demo)\n"
-                    f"  Spark master UI: {cluster.rest_url}\n  logs: {logs}\n"
+                    f"  Spark master UI: {cluster.rest_url}\n"
+                    f"  Spark History Server: {cluster.history_url} (event logs in {cluster.event_log_dir})\n"
+                    f"  logs: {logs}\n"
                     "  Ctrl-C or `make stop` stops everything.\n"
                 )
             )

@@ -3,6 +3,7 @@
 import tempfile
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
@@ -22,8 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--password", default="sparkdeck-demo")
         parser.add_argument("--master-port", type=int, default=7077)
         parser.add_argument("--webui-port", type=int, default=8080)
+        parser.add_argument("--history-port", type=int, default=settings.HISTORY_PORT)
 
-    def handle(self, *args, password, master_port, webui_port, **opts):
+    def handle(self, *args, password, master_port, webui_port, history_port, **opts):
         try:
             gpus, gpu_script = local_gpu_settings()  # what run_stack gives each local worker
         except ClusterError as exc:
@@ -47,6 +49,9 @@ class Command(BaseCommand):
                 "master_url": f"spark://127.0.0.1:{master_port}",
                 "rest_url": f"http://127.0.0.1:{webui_port}",
                 "bind_host": "127.0.0.1",
+                # run_stack's History Server reads this directory
+                "event_log_dir": str(settings.EVENT_LOG_DIR),
+                "history_url": f"http://127.0.0.1:{history_port}",
                 "max_executors": 2,
                 "max_executor_cores": 1,
                 "max_executor_memory_mb": 3072,
