@@ -7,12 +7,13 @@ from workers.jobs import templates as job_templates
 def test_every_catalogue_template_has_a_job_builder_that_takes_its_defaults():
     for key, tmpl in TEMPLATES.items():
         values, errors = tmpl.validate({})
-        job_templates.check(key, [8, 8, 1])
+        shape = [64] if tmpl.layouts == ("table",) else [8, 8, 1]  # the digits as a table or as images
+        job_templates.check(key, shape)
         if tmpl.ref_params:  # builds on a model the user picks: nothing to default to
             assert set(errors) == {p.name for p in tmpl.ref_params}
             continue
         assert not errors
-        model = job_templates.build(key, [8, 8, 1], 10, values)
+        model = job_templates.build(key, shape, 10, values)
         assert model.output_shape == (None, 10)
 
 
@@ -59,3 +60,12 @@ def test_schema_parses_and_bounds_values():
     assert set(errors) == {"layers", "hidden_units", "bogus"}
     with pytest.raises(ValueError, match="unknown template"):
         get_template("gan")
+
+
+def test_only_the_mlp_takes_table_rows():
+    for key in ("cnn", "lstm", "featurizer"):
+        with pytest.raises(ValueError):
+            job_templates.check(key, [13])
+    with pytest.raises(ValueError, match="the mlp template needs table rows shaped \\[features\\]"):
+        job_templates.check("mlp", [8, 8, 1])
+    assert get_template("mlp").layouts == ("table",)

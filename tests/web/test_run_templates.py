@@ -136,7 +136,7 @@ def test_rerun_with_changes_prefills_the_form(client_a, client_b, alice, digits_
 def test_template_schema_endpoint(client_a, client):
     data = client_a.get(reverse("catalog_templates")).json()
     keys = [t["key"] for t in data["templates"]]
-    assert keys == ["cnn", "lstm", "featurizer", "imported"]
+    assert keys == ["cnn", "lstm", "mlp", "featurizer", "imported"]
     feat = next(t for t in data["templates"] if t["key"] == "featurizer")
     base = next(p for p in feat["params"] if p["name"] == "base")
     assert base["kind"] == "ref" and base["refs"] == ["run", "file", "app"]
