@@ -77,7 +77,10 @@ def stdout_value(out: str, key: str):
 @pytest.mark.parametrize("mode", ["tensorflow", "spark"])
 def test_trains_on_the_cluster(cluster, tmp_path, digits, sink, mode):
     master, work_dirs = cluster
-    spec = spec_dict(digits, tmp_path / "art", input_mode=mode, hyperparameters={"epochs": 5},
+    # SPARK mode validates too: the driver leaves the held-out rows out of the feed.
+    validation = 0.1 if mode == "spark" else 0
+    spec = spec_dict(digits, tmp_path / "art", input_mode=mode,
+                     hyperparameters={"epochs": 5, "validation_split": validation},
                      metrics={"url": sink.url, "token": "tok", "every_steps": 5})  # fmt: skip
     proc, wall = submit(master, tmp_path, spec)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
@@ -95,7 +98,13 @@ def test_trains_on_the_cluster(cluster, tmp_path, digits, sink, mode):
     # Every point once: per executor loss and accuracy every 5 of the 5 x S steps, both epoch_* each
     # epoch; plus the chief's steps_per_epoch (the count a web-outage test must find stored).
     keys = [(b["executor"], p["name"], p["step"]) for _, _, b in sink.requests for p in b["points"]]
-    assert len(keys) == len(set(keys)) == 2 * (2 * (5 * result["steps_per_epoch"] // 5) + 2 * 5) + 1
+    val_points = 2 * 5 if validation else 0  # val_loss and val_accuracy per epoch, from the chief only
+    assert len(keys) == len(set(keys)) == 2 * (2 * (5 * result["steps_per_epoch"] // 5) + 2 * 5) + 1 + val_points
+    if validation:
+        assert {e for e, n, _ in keys if n.startswith("val_")} == {"0"}
+        assert "feed RDD ready: 1293 rows" in proc.stdout  # 1,437 training rows less 144 held out
+        assert result["steps_per_epoch"] == 41 and len(result["history"]["val_accuracy"]) == 5  # 1,293 / 32
+        assert result["history"]["val_accuracy"][-1] >= 0.85
     assert [s for s, _ in tensorboard_scalars(tmp_path / "art")["epoch_loss"]] == [0, 1, 2, 3, 4]
     if work_dirs:
         stderr = "".join(Path(p).read_text() for d in work_dirs for p in glob.glob(f"{d}/{app_id}/*/stderr"))
