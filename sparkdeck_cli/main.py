@@ -230,6 +230,7 @@ def pick_cluster(api: Api) -> int:
 @click.option("--team", help="Team id or slug (needed when you are in several teams).")
 @click.option("--wait/--no-wait", default=False, help="Follow the run until it ends; exit 1 unless it SUCCEEDED.")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Give up waiting after this many seconds.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, help="Seconds between polls while waiting.")
 @pass_api
 def runs_submit(api, dataset, template, cluster, sets, name, executors, cores, memory, gpus, input_mode, team, **kw):
     """Submit a run; prints its id (and, with --wait, its progress until it ends)."""
@@ -251,16 +252,17 @@ def runs_submit(api, dataset, template, cluster, sets, name, executors, cores, m
     click.echo(run["id"])
     sys.stdout.flush()  # a script reading the id learns it before the run ends
     if kw["wait"]:
-        wait_run(api, run, kw["timeout"])
+        wait_run(api, run, kw["timeout"], kw["interval"])
 
 
 @runs.command("wait")
 @click.argument("run_id", type=click.IntRange(min=1))
 @click.option("--timeout", type=click.FloatRange(min=0), help="Give up after this many seconds.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, help="Seconds between polls.")
 @pass_api
-def runs_wait(api, run_id, timeout):
+def runs_wait(api, run_id, timeout, interval):
     """Follow a run's progress until it ends; exit 1 unless it SUCCEEDED."""
-    wait_run(api, api.get(f"/api/runs/{run_id}/"), timeout)
+    wait_run(api, api.get(f"/api/runs/{run_id}/"), timeout, interval)
 
 
 class StatusLine:
