@@ -35,6 +35,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (ApiError, config.ConfigError) as exc:
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:  # `sparkdeck runs logs 3 | head`: the reader left, as it may
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(1)
         except OSError as exc:  # a local file: unreadable input, an unwritable output
             raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
         except KeyboardInterrupt:
