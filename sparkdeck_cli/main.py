@@ -221,7 +221,7 @@ def pick_cluster(api: Api) -> int:
 
 @runs.command("submit")
 @click.option("--dataset", type=click.IntRange(min=1), required=True, help="A READY dataset's id.")
-@click.option("--template", required=True, help="Template key: cnn, lstm, featurizer, imported (GET /api/templates/).")
+@click.option("--template", required=True, help="A template key (GET /api/templates/ lists them).")
 @click.option("--cluster", type=click.IntRange(min=1), help="Cluster id (default: the only one there is).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A hyperparameter; repeat for more.")
 @click.option("--name", help="The run's name.")

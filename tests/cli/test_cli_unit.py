@@ -284,3 +284,19 @@ def test_upload_failure_message_is_the_apis(fake, tmp_path):
 def test_api_error_keeps_the_status():
     err = ApiError("x", 404, {"detail": "Not found."})
     assert err.status == 404 and str(err) == "x"
+
+
+def test_login_asks_for_the_token_checks_it_and_saves_it(fake, env):
+    handler, url = fake
+    handler.routes["/api/clusters/"] = (200, [{"id": 1, "name": "local"}])
+    result = CliRunner().invoke(cli, ["login", "--url", url + "/"], input="sdk_typed\n")
+    assert result.exit_code == 0, result.output
+    assert f"Create a token at {url}/api/token/" in result.output and "sdk_typed" not in result.output
+    assert handler.seen == [("/api/clusters/", "Token sdk_typed")]
+    saved = json.loads((env / "config" / "sparkdeck" / "config.json").read_text())
+    assert saved == {"url": url, "token": "sdk_typed"}
+
+    handler.routes["/api/clusters/"] = (401, {"detail": "Invalid token."})
+    result = run_cli("login", "--token", "sdk_old")  # the saved URL
+    assert result.exit_code == 1 and f"{url} refused the token: make a new one at {url}/api/token/" in result.output
+    assert json.loads((env / "config" / "sparkdeck" / "config.json").read_text())["token"] == "sdk_typed"
