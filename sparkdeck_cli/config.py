@@ -20,7 +20,6 @@ class ConfigError(Exception):
 class Settings:
     url: str | None
     token: str | None
-    source: str  # where they came from, for messages
 
 
 def config_dir() -> Path:
@@ -64,10 +63,7 @@ def load() -> Settings:
     env_url, env_token = os.environ.get(URL_ENV), os.environ.get(TOKEN_ENV)
     url = env_url or data.get("url")
     token = env_token or data.get("token")
-    source = " and ".join(s for s in (URL_ENV if env_url else "", TOKEN_ENV if env_token else "") if s) or str(
-        config_path()
-    )
-    return Settings(url=normalize_url(url) if url else None, token=token or None, source=source)
+    return Settings(url=normalize_url(url) if url else None, token=token or None)
 
 
 def save(url: str, token: str, path: Path | None = None) -> Path:

@@ -81,8 +81,11 @@ def login(url, token):
 
     Make a token in the browser: open API in Sparkdeck's top bar (/api/token/) and press Create token.
     The API cannot make tokens from a password, so there is no --username."""
-    saved = config.load()
-    url = config.normalize_url(url or saved.url or config.DEFAULT_URL)
+    try:
+        saved_url = config.load().url
+    except config.ConfigError:  # an unreadable file is what this login replaces
+        saved_url = None
+    url = config.normalize_url(url or saved_url or config.DEFAULT_URL)
     if not token:
         info(f"Create a token at {url}{TOKEN_PAGE} (API in the top bar), then paste it here.")
         token = click.prompt("API token", hide_input=True, err=True).strip()

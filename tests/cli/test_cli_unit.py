@@ -289,6 +289,8 @@ def test_api_error_keeps_the_status():
 def test_login_asks_for_the_token_checks_it_and_saves_it(fake, env):
     handler, url = fake
     handler.routes["/api/clusters/"] = (200, [{"id": 1, "name": "local"}])
+    (env / "config" / "sparkdeck").mkdir(parents=True)
+    (env / "config" / "sparkdeck" / "config.json").write_text("{not json")  # what the login replaces
     result = CliRunner().invoke(cli, ["login", "--url", url + "/"], input="sdk_typed\n")
     assert result.exit_code == 0, result.output
     assert f"Create a token at {url}/api/token/" in result.output and "sdk_typed" not in result.output
