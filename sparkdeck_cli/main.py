@@ -20,6 +20,7 @@ from .client import Api, ApiError, MultipartBody
 TOKEN_PAGE = "/api/token/"
 # Dataset statuses while the worker still has it; any other is where waiting ends.
 DATASET_BUSY = ("UPLOADED", "CONVERTING")
+END_GRACE_S = 1.0
 WHAT = {"model": "model", "predictions": "predictions_csv", "tensorboard": "tensorboard"}
 
 
@@ -362,6 +363,8 @@ def runs_logs(api, run_id, follow, executor, stream, interval):
     path = f"/api/runs/{run_id}/logs/driver/" if executor is None else f"/api/runs/{run_id}/logs/{executor}/{stream}/"
     what = "driver log" if executor is None else f"executor {executor}'s {stream}"
     offset, found = 0, False
+    was_running = not run["terminal"]
+    last_read = False
     while True:
         terminal = run["terminal"]  # read before the log: what was written before the end is read below
         while True:
@@ -378,8 +381,13 @@ def runs_logs(api, run_id, follow, executor, stream, interval):
             offset = chunk["next_offset"]
             if chunk["eof"]:
                 break
-        if not follow or terminal:
+        if not follow or (terminal and (last_read or not was_running)):
             break
+        if terminal:
+            # The driver's launcher notes its exit in the log just as the run is marked ended: read once more.
+            last_read = True
+            time.sleep(END_GRACE_S)
+            continue
         time.sleep(interval)
         run = api.get(f"/api/runs/{run_id}/")
     if not found:

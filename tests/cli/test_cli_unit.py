@@ -214,7 +214,7 @@ def test_list_follows_next_pages_up_to_the_limit(fake):
 
 def test_follow_reads_from_next_offset_until_the_run_has_ended(fake):
     """The log grows while the run goes on; each byte is printed once and the follower stops after the
-    run is terminal (the bytes written before that are still read)."""
+    run is terminal (the bytes written before that, and the launcher's note just after, are still read)."""
     handler, url = fake
     log = bytearray(b"line 1\n")
     state = {"polls": 0}
@@ -227,6 +227,8 @@ def test_follow_reads_from_next_offset_until_the_run_has_ended(fake):
                 log.extend("line 2 é\n".encode())
             if state["polls"] == 3:
                 log.extend(b"last line\n")
+                # As the driver's launcher does: its note of the exit comes just after the run ended.
+                threading.Timer(0.3, lambda: log.extend(b"[launcher] exit code 0\n")).start()
                 return {"id": 3, "status": "SUCCEEDED", "terminal": True, "executors": []}
         return {"id": 3, "status": "RUNNING", "terminal": False, "executors": []}
 
@@ -242,7 +244,7 @@ def test_follow_reads_from_next_offset_until_the_run_has_ended(fake):
     env = {config.URL_ENV: url, config.TOKEN_ENV: "sdk_t"}
     result = run_cli("runs", "logs", 3, "--follow", "--interval", 0.1, env=env)
     assert result.exit_code == 0, result.output
-    assert result.stdout == log.decode() == "line 1\nline 2 é\nlast line\n"
+    assert result.stdout == log.decode() == "line 1\nline 2 é\nlast line\n[launcher] exit code 0\n"
 
 
 def test_logs_of_a_missing_executor_name_the_known_ones(fake):

@@ -103,7 +103,8 @@ def test_upload_submit_follow_download_list(cli_env, alice, stack, loopback_clus
 
     # Followed to the run's end, each byte once, in order; the log read again afterwards is the file.
     driver_log = artifacts.log_path(run, "driver").read_text(errors="replace")
-    assert driver_log and driver_log.startswith(followed) and driver_log[-300:] in followed
+    assert driver_log.startswith(followed) and "exit code 0" in followed, (followed[-500:], driver_log[-500:])
+    assert followed == driver_log, "the launcher's last line came over a second after the run ended"
     assert sparkdeck(env, "runs", "logs", run_id).stdout == driver_log
     executor = artifacts.executors(run)[0]
     executor_log = sparkdeck(env, "runs", "logs", run_id, "--executor", executor)
