@@ -11,5 +11,6 @@ ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 DJANGO_SETTINGS_MODULE=webapp.s
     SPARKDECK_SPARK_PYTHON=/app/.venv/bin/python TF_USE_LEGACY_KERAS=1 \
     SPARK_HOME=/app/.venv/lib/python3.11/site-packages/pyspark
 COPY . .
-RUN DJANGO_SECRET_KEY=build python manage.py collectstatic --noinput -v 0
+RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
+ && DJANGO_SECRET_KEY=build python manage.py collectstatic --noinput -v 0
 ENTRYPOINT ["/app/docker/entrypoint.sh"]

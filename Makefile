@@ -16,9 +16,11 @@ install: $(VENV)/.installed node_modules/.installed
 
 install-dev: install $(VENV)/.installed-dev
 
-$(VENV)/.installed: requirements.lock
+# The `sparkdeck` command (sparkdeck_cli/) goes in editable, built by the venv's own setuptools (offline).
+$(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock

@@ -95,6 +95,9 @@ class RunListSerializer(serializers.ModelSerializer):
     cluster = RefSerializer(read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     tags = serializers.ListField(child=serializers.CharField(), source="tag_list", read_only=True)
+    terminal = serializers.BooleanField(
+        source="is_terminal", read_only=True, help_text="The run has ended (SUCCEEDED, FAILED or CANCELLED)."
+    )
 
     class Meta:
         model = Run
@@ -104,6 +107,7 @@ class RunListSerializer(serializers.ModelSerializer):
             "name",
             "team",
             "status",
+            "terminal",
             "status_reason",
             "template",
             "input_mode",

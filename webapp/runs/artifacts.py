@@ -74,8 +74,21 @@ def read_chunk(run: Run, path: Path, offset: int, limit: int = MAX_CHUNK) -> tup
         size = os.fstat(fh.fileno()).st_size
         offset = max(0, min(offset, size))
         fh.seek(offset)
-        data = fh.read(min(limit, MAX_CHUNK))
+        data = whole_chars(fh.read(min(limit, MAX_CHUNK)))
     return data.decode("utf-8", errors="replace"), offset + len(data), size
+
+
+def whole_chars(data: bytes) -> bytes:
+    """`data` less a UTF-8 character cut at its end (a chunk limit, or a line being written): the next
+    chunk starts at that character, so a follower never gets it as two replacement marks. Kept whole
+    when nothing else is left (a limit under one character) and for bytes that are not UTF-8."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:  # a continuation byte: look further back for the lead byte
+            continue
+        need = 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4 if byte >> 3 == 0b11110 else 1
+        return data[:-back] if back < need and back < len(data) else data
+    return data
 
 
 def tail_offset(run: Run, path: Path, limit: int = 64 * 1024) -> int:

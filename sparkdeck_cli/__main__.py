@@ -1,0 +1,3 @@
+from sparkdeck_cli.main import cli
+
+cli(prog_name="sparkdeck")
