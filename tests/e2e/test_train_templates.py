@@ -39,6 +39,12 @@ def test_cnn_trains_end_to_end(alice, bob, digits_npz, loopback_cluster, celery_
     told = re.search(r"told the worker: task (driver-exit-[0-9a-f-]+)", (run.run_dir / "driver.log").read_text())
     assert told, "the launcher did not publish its reconcile task"
     wait_for_log(celery_worker, f"webapp.runs.tasks.reconcile_runs[{told.group(1)}] succeeded", 30)
+    # Sparkdeck's pollers met the driver's REST API only once it had answered (driver.announce_ui):
+    # none gave up on a slow answer, so Jetty logged no broken pipe (docs/monitoring.md).
+    driver_log = (run.run_dir / "driver.log").read_text(errors="replace")
+    assert "Spark UI REST API answered after" in driver_log
+    for trace in ("EofException", "Broken pipe"):
+        assert trace not in driver_log, f"{trace} in the driver log"
 
     # Metrics from both executors, loss going down on each.
     executors = set(MetricPoint.objects.filter(run=run).values_list("executor", flat=True))

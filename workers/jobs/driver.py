@@ -1,14 +1,16 @@
 """spark-submit entry point: ``driver.py --spec /abs/spec.json``.
 
 Trains with a TFoS cluster (one TF node per executor, chief = executor 0), runs inference with
-plain Spark, writes ``<artifact_dir>/result.json``. Prints ``SPARKDECK_APP_ID=`` and
-``SPARKDECK_UI_URL=`` as soon as the SparkContext exists; on any failure prints the traceback and
-a last line ``SPARKDECK_ERROR=<reason>`` and exits non-zero. Imports nothing outside workers/jobs.
+plain Spark, writes ``<artifact_dir>/result.json``. Prints ``SPARKDECK_APP_ID=`` as soon as the
+SparkContext exists and ``SPARKDECK_UI_URL=`` once the UI's REST API has answered (announce_ui);
+on any failure prints the traceback and a last line ``SPARKDECK_ERROR=<reason>`` and exits
+non-zero. Imports nothing outside workers/jobs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -17,6 +19,8 @@ import sys
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.request
 
 if __name__ == "__main__" and not __package__:
     # Run as a script: the package comes from --py-files (jobs.zip) or, failing that, this checkout.
@@ -33,15 +37,57 @@ class RunFailed(RuntimeError):
     """A failure whose message is already the one-line reason to report."""
 
 
+def _line(text: str) -> None:
+    # One write per line: announce_ui's thread prints too, and print() writes the newline apart.
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def say(key: str, value) -> None:
-    print(f"{key}={value}", flush=True)
+    _line(f"{key}={value}")
 
 
 _T0 = time.time()
 
 
 def log(msg: str) -> None:
-    print(f"[sparkdeck driver +{time.time() - _T0:.1f}s] {msg}", flush=True)
+    _line(f"[sparkdeck driver +{time.time() - _T0:.1f}s] {msg}")
+
+
+# Spark's REST API starts Jersey on its first request, which can take many seconds on a busy host
+# (docs/monitoring.md); this one request waits for it, however long, up to this.
+UI_READY_TIMEOUT = 120.0
+
+
+def announce_ui(ui_url: str | None, app_id: str, timeout: float = UI_READY_TIMEOUT) -> threading.Thread | None:
+    """Print ``SPARKDECK_UI_URL=`` once the UI's REST API has answered one request, from a daemon
+    thread: training does not wait. Sparkdeck's pollers (watchdog, executor-log copier, resource
+    sampler) find the UI through that line, so they never meet the cold API, give up on it and
+    leave Jetty a broken pipe to log. Printed after `timeout` or an error too (the pollers cope
+    with a UI that does not answer); at once when the UI is off."""
+    if not ui_url:
+        say("SPARKDECK_UI_URL", ui_url)
+        return None
+
+    def wait() -> None:
+        t0 = time.time()
+        url = f"{ui_url.rstrip('/')}/api/v1/applications/{app_id}/allexecutors"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the UI is local: no proxy
+        outcome = "answered"
+        try:
+            with opener.open(url, timeout=timeout) as resp:
+                resp.read()
+        except urllib.error.HTTPError as exc:  # an answer all the same
+            with contextlib.suppress(OSError), exc:
+                exc.read()
+        except (OSError, ValueError) as exc:
+            outcome = f"did not answer ({type(exc).__name__})"
+        log(f"Spark UI REST API {outcome} after {time.time() - t0:.1f} s")
+        say("SPARKDECK_UI_URL", ui_url)
+
+    thread = threading.Thread(target=wait, name="sparkdeck-ui-ready", daemon=True)
+    thread.start()
+    return thread
 
 
 def main(argv=None) -> int:
@@ -58,7 +104,7 @@ def main(argv=None) -> int:
         loopback.configure_driver(spec.bind_host)
         sc = _spark_context(spec)
         say("SPARKDECK_APP_ID", sc.applicationId)
-        say("SPARKDECK_UI_URL", sc.uiWebUrl)
+        announce_ui(sc.uiWebUrl, sc.applicationId)
         log(f"Spark application {sc.applicationId} started")
         result = run(sc, spec)
         say("SPARKDECK_RESULT", json.dumps(result, sort_keys=True))
