@@ -254,7 +254,7 @@ def logreg_head(sc, spec, train_path, test_path) -> dict:
         "test_accuracy": round(correct / len(results), 6) if results else None,
         "train_accuracy": round(float(summary.accuracy), 6),
         "fit_seconds": round(fit_seconds, 3),
-        "iterations": len(history),
+        "iterations": int(summary.totalIterations),  # the fit's own count (the run page shows it)
         "history": {"loss": history},
         "model": model_dir,
     }
