@@ -13,24 +13,13 @@ import pytest
 from django.utils import timezone
 
 from tests.browser import test_ui
+from tests.browser.conftest import PHONE
 from tests.browser.login import log_in_at
 from webapp.monitoring.models import ExecutorSample
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PHONE = {"width": 390, "height": 844}
 runs = test_ui.runs  # the same four finished runs (a fixture)
-
-
-@pytest.fixture
-def phone(chromium):
-    context = chromium.new_context(viewport=PHONE, device_scale_factor=1, is_mobile=True, has_touch=True)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    page.problems = []
-    page.on("pageerror", lambda exc: page.problems.append(f"uncaught error at {page.url}: {exc}"))
-    yield page
-    context.close()
 
 
 def overflow(page) -> dict:
@@ -81,7 +70,8 @@ def check(page, url, visible, shot=None) -> list[str]:
     return problems
 
 
-def test_pages_fit_a_phone(live_server, runs, phone):
+def test_pages_fit_a_phone(live_server, runs, phone_page):
+    phone = phone_page
     best, wide = runs["best"], runs["wide"]
     base = live_server.url
     # A driver log whose lines are far wider than the phone: they wrap inside the log box.
