@@ -25,6 +25,7 @@
     type: "line",
     data: { datasets: [] },
     options: {
+      maintainAspectRatio: false, // fills .chart-wrap, which CSS makes taller on a phone (room for the legend)
       animation: false, parsing: false, normalized: true, indexAxis: "x",
       scales: {
         x: { type: "linear", title: { display: true, text: AXIS_TITLES[xAxis] } },
@@ -110,6 +111,12 @@
   const stepProgress = window.SparkdeckProgress
     ? new SparkdeckProgress.Tracker(progressInit ? JSON.parse(progressInit.textContent) : null) : null;
   function progress(data, maxEpoch) {
+    if (data.length && data.length.unit !== "epochs") { // an MLlib head: no epochs; its count comes at the end
+      document.getElementById("progress-bar").style.width = data.status === "SUCCEEDED" ? "100%" : "0%";
+      document.getElementById("progress-text").textContent =
+        data.status === "SUCCEEDED" ? `done: ${data.length.text}` : `${data.length.text} (Spark MLlib)`;
+      return;
+    }
     if (maxEpoch !== null) epochsDone = Math.max(epochsDone, maxEpoch);
     const total = data.epochs || 1;
     const est = stepProgress && !data.terminal ? stepProgress.estimate(data.epochs) : null;
@@ -151,6 +158,19 @@
     } else {
       ui.textContent = "—";
     }
+    const master = document.getElementById("master-app");
+    if (master && data.master_app_url && !master.querySelector("a")) {
+      const a = document.createElement("a");
+      a.href = data.master_app_url; a.textContent = data.app_id; a.target = "_blank"; a.rel = "noopener";
+      const note = document.createElement("small");
+      note.className = "hint"; note.textContent = "(outlives the driver's UI)";
+      master.replaceChildren(a, " ", note);
+    }
+    for (const id of ["submitted", "finished"]) { // the server's text, as the template prints it
+      const el = document.getElementById(id);
+      if (el) el.textContent = data[`${id}_at`] || "—";
+    }
+    if (data.length) document.getElementById("length").textContent = data.length.text;
     if (data.test_accuracy !== null) {
       const rows = data.test_rows ? ` on ${data.test_rows} rows` : "";
       document.getElementById("accuracy").textContent = data.test_accuracy.toFixed(4) + rows;

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SPARKDECK_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = REPO / "var" / "test-artifacts" / "browser"
 VIEWPORT = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture
@@ -44,7 +45,16 @@ def chromium(monkeypatch):
 
 @pytest.fixture
 def page(chromium):
-    context = chromium.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    yield from _page(chromium.new_context(viewport=VIEWPORT, device_scale_factor=1))
+
+
+@pytest.fixture
+def phone_page(chromium):
+    """A page at a phone's size (PHONE), touch and a mobile viewport as on a phone."""
+    yield from _page(chromium.new_context(viewport=PHONE, device_scale_factor=1, is_mobile=True, has_touch=True))
+
+
+def _page(context):
     page = context.new_page()
     page.set_default_timeout(10_000)
     problems = []  # JS console errors and uncaught page errors, as readable lines

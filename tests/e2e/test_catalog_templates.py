@@ -59,6 +59,10 @@ def test_transfer_from_an_earlier_run_with_both_heads(owner, client_b, tmp_path,
     assert "featurizer.keras" in names and any(n.startswith("logreg/") for n in names)
     page = owner.get(lr.get_absolute_url()).content.decode()
     assert f"run {base.pk}" in page and "128 per image" in page
+    # The fit's own iteration count (MLlib's summary), shown instead of the dense head's epochs.
+    iterations = lr.result["iterations"]
+    assert isinstance(iterations, int) and 1 <= iterations <= 200, iterations
+    assert f'<dd id="length">{iterations} iterations</dd>' in page and "15 epochs" not in page
 
     dense = submit(owner, high, loopback_cluster, template="featurizer", hp_featurizer_base=f"run:{base.pk}",
                    hp_featurizer_head="dense")  # fmt: skip

@@ -136,6 +136,11 @@ def hyperparameter_rows(runs) -> list[Row]:
     rows = [_row("hp:template", "Template", [r.template for r in runs], [_template_label(r) for r in runs])]
     rows.append(_row("hp:input_mode", "Input mode", [r.input_mode for r in runs]))
     for k in _hp_keys(runs):
+        if k == "epochs":  # a run with an MLlib head trains for iterations instead (Run.training_length)
+            lengths = [r.training_length for r in runs]
+            label = "epochs" if all(n.unit == "epochs" for n in lengths) else "epochs / iterations"
+            rows.append(_row("hp:epochs", label, [(n.count, n.unit) for n in lengths], [n.short for n in lengths]))
+            continue
         rows.append(_row(f"hp:{k}", k, [r.hyperparameters.get(k, MISSING) for r in runs]))
     return rows
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models.fields.json import KT
 
 from webapp.accounts.services import MANAGERS, SUBMITTERS, can_edit_run, can_edit_run_as, role_of
 from webapp.catalog.registry import TEMPLATES
@@ -23,6 +24,12 @@ MAX_NAME = Run._meta.get_field("name").max_length
 MAX_NOTES = 20_000
 # Big columns the table never shows: not read for 50 rows × every page view.
 TABLE_DEFER = ("hyperparameters", "result", "backend_handle", "status_detail", "ingest_token")
+# The JSON keys the Epochs cell reads (runs.models.training_length), with the JSON fields deferred.
+LENGTH_KEYS = {
+    "hp_head": KT("hyperparameters__head"),
+    "hp_max_iter": KT("hyperparameters__max_iter"),
+    "result_iterations": KT("result__iterations"),
+}
 
 
 class EditError(ValueError):
@@ -31,7 +38,12 @@ class EditError(ValueError):
 
 def team_runs(team):
     """Every run of `team`, with what a table row shows, ready for filter_runs and table.page."""
-    return Run.objects.filter(team=team).select_related("dataset", "cluster", "created_by").defer(*TABLE_DEFER)
+    return (
+        Run.objects.filter(team=team)
+        .select_related("dataset", "cluster", "created_by")
+        .defer(*TABLE_DEFER)
+        .annotate(**LENGTH_KEYS)
+    )
 
 
 @dataclass

@@ -65,8 +65,65 @@ def normalize_tags(raw) -> list[str]:
     return sorted(tags)
 
 
-def hyperparameter_columns(hyperparameters) -> dict:
-    """{"epochs": 5, "batch_size": 32, "learning_rate": 0.001} from a run's hyperparameters (None where absent)."""
+def uses_iterations(template: str, hyperparameters) -> bool:
+    """A run with a Spark MLlib head trains for optimizer iterations (max_iter), not epochs: transfer
+    learning with LogisticRegression (its default head), the MLP with MultilayerPerceptronClassifier."""
+    from workers.jobs.templates import mllib_head
+
+    hp = hyperparameters if isinstance(hyperparameters, dict) else {}
+    return (template == "featurizer" and str(hp.get("head", "logreg")) == "logreg") or mllib_head(template, hp)
+
+
+@dataclass(frozen=True)
+class TrainingLength:
+    """How long a run trains, in its own unit: "epochs", or "iterations" for an MLlib head."""
+
+    count: int | None
+    unit: str = "epochs"
+    actual: bool = False  # iterations: the count the fit reported (result.json), not the max_iter limit
+
+    @property
+    def limit_only(self) -> bool:
+        return self.unit == "iterations" and not self.actual
+
+    def __str__(self) -> str:  # "3 epochs", "42 iterations", "at most 100 iterations", "—"
+        if self.count is None:
+            return "—"
+        return f"{'at most ' if self.limit_only else ''}{self.count} {self.unit}"
+
+    @property
+    def short(self) -> str:  # a table cell under "Epochs": "3", "42 iter.", "≤100 iter."
+        if self.count is None:
+            return "—"
+        return str(self.count) if self.unit == "epochs" else f"{'≤' if self.limit_only else ''}{self.count} iter."
+
+    def as_json(self) -> dict:
+        return {"count": self.count, "unit": self.unit, "actual": self.actual, "text": str(self)}
+
+
+def _count(value) -> int | None:
+    try:
+        n = None if isinstance(value, bool) else int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return n if n is not None and n >= 0 else None
+
+
+def training_length(template: str, hyperparameters, result, epochs: int | None = None) -> TrainingLength:
+    """A run's length: its epochs (the `epochs` column, else the hyperparameter), or for an MLlib head
+    its iterations: the count the fit reported (result.json's `iterations`) once there, else max_iter."""
+    hp = hyperparameters if isinstance(hyperparameters, dict) else {}
+    if uses_iterations(template, hp):
+        done = _count((result if isinstance(result, dict) else {}).get("iterations"))
+        if done is not None:
+            return TrainingLength(done, "iterations", actual=True)
+        return TrainingLength(_count(hp.get("max_iter")), "iterations")
+    return TrainingLength(epochs if epochs is not None else _count(hp.get("epochs")))
+
+
+def hyperparameter_columns(hyperparameters, template: str = "") -> dict:
+    """{"epochs": 5, "batch_size": 32, "learning_rate": 0.001} from a run's hyperparameters (None where
+    absent, and `epochs` None for a run that trains for iterations: see uses_iterations)."""
     hp = hyperparameters if isinstance(hyperparameters, dict) else {}
     out = {}
     for key, kind in HYPERPARAMETER_COLUMNS.items():
@@ -78,6 +135,8 @@ def hyperparameter_columns(hyperparameters) -> dict:
         if value is not None and (not math.isfinite(value) or value < 0 or value > 2**31 - 1):
             value = None
         out[key] = value
+    if uses_iterations(template, hp):
+        out["epochs"] = None
     return out
 
 
@@ -171,7 +230,7 @@ class Run(models.Model):
 
     def save(self, *args, **kwargs):
         if self._state.adding:
-            for key, value in hyperparameter_columns(self.hyperparameters).items():
+            for key, value in hyperparameter_columns(self.hyperparameters, self.template).items():
                 if getattr(self, key) is None:
                     setattr(self, key, value)
         super().save(*args, **kwargs)
@@ -242,6 +301,17 @@ class Run(models.Model):
     @property
     def run_dir(self) -> Path:
         return settings.ARTIFACT_ROOT / "runs" / str(self.pk)
+
+    @property
+    def training_length(self) -> TrainingLength:
+        """What every page shows as the run's length (see training_length)."""
+        return training_length(self.template, self.hyperparameters, self.result, self.epochs)
+
+    @property
+    def spark_master_app_url(self) -> str:
+        """The application's page on the standalone master's UI (it outlives the driver's UI); '' before
+        the run has an application id."""
+        return f"{self.cluster.rest_url}/app/?appId={self.spark_app_id}" if self.spark_app_id else ""
 
     @property
     def duration(self):

@@ -62,7 +62,7 @@ def summarize(run: Run) -> dict:
     }
     if run.test_accuracy is None:
         fields["test_accuracy"] = _finite(result.get("test_accuracy"))
-    for key, value in hyperparameter_columns(run.hyperparameters).items():
+    for key, value in hyperparameter_columns(run.hyperparameters, run.template).items():
         if getattr(run, key) is None:
             fields[key] = value
     changed = {k: v for k, v in fields.items() if getattr(run, k) != v}

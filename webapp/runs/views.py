@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import formats, timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -117,6 +118,11 @@ def _base_links(run):
     return links
 
 
+def _when(value) -> str:
+    """A time as the run page's template prints it (local time zone, the locale's format); '' for None."""
+    return formats.localize(timezone.template_localtime(value)) if value else ""
+
+
 @require_GET
 def run_live(request, pk):
     """Everything the run page polls: status, new metric points, log chunks from given offsets."""
@@ -135,6 +141,7 @@ def run_live(request, pk):
             offset = artifacts.tail_offset(run, path)
         text, nxt, size = artifacts.read_chunk(run, path, offset)
         logs[key] = {"text": text, "offset": nxt, "size": size}
+    length = run.training_length
     return JsonResponse(
         {
             "status": run.status,
@@ -143,12 +150,16 @@ def run_live(request, pk):
             "terminal": run.is_terminal,
             "app_id": run.spark_app_id,
             **_ui_fields(run),
+            "master_app_url": run.spark_master_app_url,
+            "submitted_at": _when(run.submitted_at),
+            "finished_at": _when(run.finished_at),
             "test_accuracy": run.test_accuracy,
             "test_loss": run.test_loss,
             "test_rows": run.test_rows,
             "queue_position": run.queue_position(),
             "queue_reason": run.queue_reason if run.status == Run.Status.QUEUED else "",
-            "epochs": run.hyperparameters.get("epochs"),
+            "epochs": run.hyperparameters.get("epochs") if length.unit == "epochs" else None,
+            "length": length.as_json(),
             "executors": artifacts.executors(run),
             "incomplete_logs": artifacts.incomplete_logs(run),
             "points": metrics.points_since(run, since),

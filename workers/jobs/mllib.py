@@ -84,7 +84,7 @@ def fit_and_score(spec, train_path: str, test_path: str, estimator, model_dir: s
         "train_accuracy": round(float(summary.accuracy), 6),
         **({"val_accuracy": val["accuracy"], "val_loss": val["loss"]} if val else {}),
         "fit_seconds": round(fit_seconds, 3),
-        "iterations": len(history),
+        "iterations": int(getattr(summary, "totalIterations", len(history))),  # the fit's own count (run page)
         "history": {"loss": history},
         "model": model_dir,
     }

@@ -8,6 +8,8 @@ from django.utils.html import conditional_escape, format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
+from webapp.runs.models import training_length
+
 register = template.Library()
 DASH = "—"
 
@@ -48,6 +50,13 @@ def _resources(run):
     return f"{run.num_executors} × {run.executor_cores} core, {run.executor_memory_mb} MB{gpus}"
 
 
+def _length(run) -> str:
+    """Epochs, or an MLlib head's iterations, from the JSON keys team_runs annotates (the JSON
+    fields themselves are deferred)."""
+    hp = {k: v for k, v in (("head", run.hp_head), ("max_iter", run.hp_max_iter)) if v is not None}
+    return training_length(run.template, hp, {"iterations": run.result_iterations}, run.epochs).short
+
+
 def _tags(run):
     return format_html_join(" ", '<a class="tag" href="?{}">{}</a>', ((urlencode({"tag": t}), t) for t in run.tag_list))
 
@@ -61,7 +70,7 @@ CELLS = {
     "dataset": lambda r: format_html(
         '<a href="{}">{}</a>', reverse("dataset_detail", args=[r.dataset_id]), r.dataset.name
     ),
-    "epochs": lambda r: _plain(r.epochs),
+    "epochs": lambda r: _length(r),
     "batch_size": lambda r: _plain(r.batch_size),
     "learning_rate": lambda r: metric(r.learning_rate),
     "test_accuracy": lambda r: metric(r.test_accuracy),
