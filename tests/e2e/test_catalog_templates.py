@@ -130,31 +130,3 @@ def test_lstm_on_a_sequence_dataset(owner, tmp_path, loopback_cluster, celery_wo
     run = succeeded(run.pk, celery_worker)
     assert run.test_accuracy >= 0.85, run.test_accuracy
     assert run.result["template"] == "lstm"
-
-
-def test_mlp_on_the_breast_cancer_table(owner, tmp_path, loopback_cluster, celery_worker):
-    """A CSV table with a header becomes a table dataset; the MLP trains on it with a validation split,
-    reports val_loss/val_accuracy per epoch and a held-out loss; the CNN refuses the table."""
-    from webapp.datasets.ingest.sample_tables import write_table_csv
-
-    path = write_table_csv(tmp_path / "breast-cancer.csv", "breast-cancer")
-    resp = owner.post(
-        reverse("dataset_upload"), {"name": "breast-cancer", "file": SimpleUploadedFile(path.name, path.read_bytes())}
-    )
-    assert resp.status_code == 302, resp.content.decode()[:1000]
-    ds = wait_dataset_ready(Dataset.objects.get(name="breast-cancer").pk, 120, celery_worker)
-    assert ds.layout == "table" and list(ds.shape) == [30]
-    resp = owner.post(reverse("run_new"), {"dataset": ds.pk, "template": "cnn", "input_mode": "tensorflow",
-                                           "cluster": loopback_cluster.pk, "num_executors": 2, "executor_cores": 1,
-                                           "executor_memory_mb": 1536})  # fmt: skip
-    assert resp.status_code == 400 and "MLP" in resp.content.decode()
-    run = submit(owner, ds, loopback_cluster, template="mlp", hp_mlp_epochs="20", hp_mlp_validation_split="0.1")
-    run = succeeded(run.pk, celery_worker)
-    assert run.test_accuracy >= 0.93, run.test_accuracy
-    assert run.test_loss is not None and 0 < run.test_loss < 0.5, run.test_loss
-    val = MetricPoint.objects.filter(run=run, name="val_accuracy").order_by("epoch")
-    assert [p.epoch for p in val] == list(range(1, 21)) and {p.executor for p in val} == {"0"}
-    assert val.last().value >= 0.9
-    assert len(run.result["history"]["val_loss"]) == 20
-    page = owner.get(run.get_absolute_url()).content.decode()
-    assert f"{run.test_loss:.4f}" in page  # the held-out loss on the run page
