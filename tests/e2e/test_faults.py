@@ -110,11 +110,13 @@ def restartable_master_cluster(e2e_root, monkeypatch):
 
 def expected_points(run) -> int:
     """Every point the executors emit for a CNN run: per executor, loss and accuracy every
-    `every_steps` batches and epoch_loss/epoch_accuracy each epoch; plus the chief's steps_per_epoch."""
+    `every_steps` batches and epoch_loss/epoch_accuracy each epoch; plus the chief's steps_per_epoch
+    and, when the run validates, its val_loss/val_accuracy each epoch."""
     spec = json.loads((run.run_dir / "spec.json").read_text())
     epochs, every = spec["hyperparameters"]["epochs"], spec["metrics"]["every_steps"]
     steps = run.result["steps_per_epoch"]
-    return run.num_executors * (2 * (epochs * steps // every) + 2 * epochs) + 1
+    validation = 2 * epochs if spec["hyperparameters"].get("validation_split") else 0
+    return run.num_executors * (2 * (epochs * steps // every) + 2 * epochs) + 1 + validation
 
 
 def test_web_killed_and_master_restarted_mid_run_lose_no_point_and_no_log_byte(

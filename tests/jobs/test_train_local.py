@@ -49,6 +49,17 @@ print("CHILD=" + json.dumps({"terminated": feed.terminated if feed else None,
 """
 
 
+def run_child(tmp_path, spec: dict) -> subprocess.CompletedProcess:
+    """main_fun on ``spec`` in a fresh Python (CHILD above)."""
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": str(REPO)}
+    env.pop("SPARKDECK_BIND_HOST", None)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
 @pytest.mark.parametrize("mode", ["tensorflow", "spark"])
 def test_main_fun_trains_exports_and_reports(tmp_path, digits, sink, mode):
     spec = spec_dict(
@@ -59,13 +70,7 @@ def test_main_fun_trains_exports_and_reports(tmp_path, digits, sink, mode):
         metrics={"url": sink.url, "token": "tok", "every_steps": 10},
         bind_host=None,
     )
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(spec))
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": str(REPO)}
-    env.pop("SPARKDECK_BIND_HOST", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path)], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+    proc = run_child(tmp_path, spec)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert os.path.isfile(tmp_path / "art" / "model" / "model.keras")
     stats = json.loads((tmp_path / "art" / "train_stats.json").read_text())
@@ -97,13 +102,7 @@ def test_main_fun_leaves_its_points_in_the_pending_dir_when_the_ingest_is_down(t
         metrics={"url": url, "token": "tok", "every_steps": 10, "close_seconds": 1},
         bind_host=None,
     )
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(spec))
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": str(REPO)}
-    env.pop("SPARKDECK_BIND_HOST", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path)], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+    proc = run_child(tmp_path, spec)
     assert proc.returncode == 0, proc.stderr[-3000:]  # training is not failed by metrics
     assert os.path.isfile(tmp_path / "art" / "model" / "model.keras")
     (pending,) = (tmp_path / "art" / "metrics-pending").iterdir()
@@ -126,13 +125,7 @@ def test_main_fun_validates_on_held_out_training_rows(tmp_path, digits, sink):
         metrics={"url": sink.url, "token": "tok", "every_steps": 10},
         bind_host=None,
     )
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(spec))
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": str(REPO)}
-    env.pop("SPARKDECK_BIND_HOST", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path)], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+    proc = run_child(tmp_path, spec)
     assert proc.returncode == 0, proc.stderr[-3000:]
     stats = json.loads((tmp_path / "art" / "train_stats.json").read_text())
     # 1,437 training rows: 144 held out, so one pass over the other 1,293 at 32 is 41 steps, not 45.
