@@ -40,7 +40,11 @@ def test_mlp_mllib_head_trains_validates_and_scores(tmp_path, digits, sink):
     assert result["template"] == "mlp" and result["test_rows"] == 360
     assert result["test_accuracy"] >= 0.9, result["test_accuracy"]
     assert 0 < result["test_loss"] < 1.0 and result["val_accuracy"] >= 0.85
-    assert 1 < result["iterations"] <= 31 and len(result["history"]["loss"]) == result["iterations"]
+    # MLlib's objective history also holds the starting point: one more value than iterations.
+    assert 1 < result["iterations"] <= 30 and len(result["history"]["loss"]) in (
+        result["iterations"],
+        result["iterations"] + 1,
+    )
     names = zipfile.ZipFile(result["model"]).namelist()
     assert result["model"].endswith("model.zip") and any(n.startswith("mllib_mlp/") for n in names)
     points = sink.points("driver")
