@@ -124,7 +124,9 @@ def test_web_killed_and_master_restarted_mid_run_lose_no_point_and_no_log_byte(
 ):
     cluster = restartable_master_cluster
     # No validation split: the run's length (its steps) is what the fault timings were measured on.
-    run = submit(owner, digits_dataset, cluster, num_executors=2, hp_cnn_epochs=str(EPOCHS), hp_cnn_validation_split="0")
+    run = submit(
+        owner, digits_dataset, cluster, num_executors=2, hp_cnn_epochs=str(EPOCHS), hp_cnn_validation_split="0"
+    )
     wait_for(lambda: MetricPoint.objects.filter(run=run).exists(), 240, "the first metric points")
     # The master dies; while it is down the web server dies too; both come back while the run trains.
     cluster.local.stop_master()
