@@ -130,3 +130,9 @@ def test_validation_mask_is_stratified_seeded_and_optional(tmp_path):
     tiny = write(tmp_path / "tiny.parquet", 4)  # class 0 has 2 rows, classes 1 and 2 one each
     with pytest.raises(ValueError, match="validation_split 0.1: Every class needs at least 2 rows"):
         data.validation_mask(tiny, 3, 0.1, 1)
+
+
+def test_row_ids_at_the_masked_positions(tmp_path):
+    path = write(tmp_path / "t.parquet", 7)
+    mask = np.array([True, False, False, True, False, False, True])
+    assert data.row_ids_at(path, mask) == [100, 103, 106]

@@ -72,6 +72,14 @@ def read_labels(path: str) -> np.ndarray:
     return pq.read_table(path, columns=["label"]).column("label").to_numpy().astype(np.int64)
 
 
+def row_ids_at(path: str, rows) -> list[int]:
+    """The row ids of a dataset Parquet file at the positions a bool mask picks (the validation rows):
+    Spark's scans do not keep the file's row order, so they filter by id."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=["row_id"]).column("row_id").to_numpy()[rows].tolist()
+
+
 def validation_mask(path: str, num_classes: int, fraction: float, seed: int):
     """The rows of the training file a run holds out for validation (a bool mask by position), or
     None when ``fraction`` is 0: a stratified ``fraction`` of them, the same on every executor and
@@ -152,11 +160,7 @@ def spark_feed_rdd(spark, path: str, num_partitions: int, exclude_rows=None):
     # An explicit schema skips Spark's schema-inference job (~5 s on a fresh executor).
     df = spark.read.schema(FEED_SCHEMA).parquet(path)
     if exclude_rows is not None:
-        # Positions -> row ids: Spark's scan does not keep the file's row order.
-        import pyarrow.parquet as pq
-
-        ids = pq.read_table(path, columns=["row_id"]).column("row_id").to_numpy()
-        held_out = spark.sparkContext.broadcast(frozenset(ids[exclude_rows].tolist()))
+        held_out = spark.sparkContext.broadcast(frozenset(row_ids_at(path, exclude_rows)))
         rdd = df.rdd.filter(lambda row: row.row_id not in held_out.value).map(lambda row: (row.features, row.label))
     else:
         rdd = df.select("features", "label").rdd

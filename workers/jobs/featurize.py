@@ -247,7 +247,7 @@ def export_model(sc, spec, out: dict) -> None:
     saved = sc.parallelize([0], 1).map(fn).collect()[0]
     if head == "logreg":
         zip_path = os.path.join(model_dir, "model.zip")
-        _zip_dir(model_dir, zip_path, exclude={"model.zip"})
+        zip_dir(model_dir, zip_path, exclude={"model.zip"})
         saved = zip_path
     out["model"] = saved
 
@@ -273,7 +273,7 @@ def _export(base, shape, input_size, model_dir, head, _):
     return dest
 
 
-def _zip_dir(src_dir: str, dest: str, exclude=()) -> None:
+def zip_dir(src_dir: str, dest: str, exclude=()) -> None:
     import zipfile
 
     tmp = f"{dest}.tmp-{os.getpid()}"

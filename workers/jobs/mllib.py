@@ -15,12 +15,11 @@ import time
 def fit_and_score(spec, train_path: str, test_path: str, estimator, model_dir: str) -> dict:
     """Fit ``estimator`` (featuresCol "fv", labelCol "label") on ``train_path`` less the run's
     validation rows, post its metrics, predict ``test_path``; save the model in ``model_dir``."""
-    import pyarrow.parquet as pq
     from pyspark.ml.functions import array_to_vector, vector_to_array
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    from workers.jobs import inference, metrics
+    from workers.jobs import data, inference, metrics
     from workers.jobs.train import validation_rows
 
     spark = SparkSession.builder.getOrCreate()
@@ -35,7 +34,7 @@ def fit_and_score(spec, train_path: str, test_path: str, estimator, model_dir: s
     val_df = None
     held_out = validation_rows(spec, 1, train_path)
     if held_out is not None:
-        val_ids = pq.read_table(train_path, columns=["row_id"]).column("row_id").to_numpy()[held_out].tolist()
+        val_ids = data.row_ids_at(train_path, held_out)
         val_df = train_df.filter(F.col("row_id").isin(val_ids))
         train_df = train_df.filter(~F.col("row_id").isin(val_ids))
     train_df = train_df.cache()
@@ -113,7 +112,7 @@ def mlp_head(spec) -> dict:
     L-BFGS) on the table's standardized features; the model is zipped for download."""
     from pyspark.ml.classification import MultilayerPerceptronClassifier
 
-    from workers.jobs.featurize import _zip_dir
+    from workers.jobs.featurize import zip_dir
 
     hp = spec.hyperparameters
     (dim,) = spec.dataset.shape
@@ -129,6 +128,6 @@ def mlp_head(spec) -> dict:
     model_dir = os.path.join(spec.artifact_dir, "model")
     out = fit_and_score(spec, spec.dataset.train, spec.dataset.test, mlp, os.path.join(model_dir, "mllib_mlp"))
     zip_path = os.path.join(model_dir, "model.zip")
-    _zip_dir(model_dir, zip_path, exclude={"model.zip"})
+    zip_dir(model_dir, zip_path, exclude={"model.zip"})
     out["model"] = zip_path
     return out
