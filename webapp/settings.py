@@ -132,6 +132,7 @@ INSTALLED_APPS = [
     "webapp.datasets",
     "webapp.modelfiles",
     "webapp.runs",
+    "webapp.sweeps",
     "webapp.history",
     "webapp.ops",
     "webapp.api",

@@ -14,6 +14,7 @@ from webapp.modelfiles import views as modelfile_views
 from webapp.monitoring import views as monitoring_views
 from webapp.notifications import views as notification_views
 from webapp.runs import views as run_views
+from webapp.sweeps import ingest as sweep_ingest
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -58,6 +59,8 @@ urlpatterns = [
     path("runs/<int:pk>/tensorboard.tar.gz", monitoring_views.run_tensorboard, name="run_tensorboard"),
     path("runs/<int:pk>/log-search.json", monitoring_views.run_log_search, name="run_log_search"),
     path("ingest/runs/<int:pk>/metrics", run_views.ingest_metrics, name="ingest_metrics"),
+    path("ingest/runs/<int:pk>/epoch", sweep_ingest.report_epoch, name="ingest_epoch"),
+    path("sweeps/", include("webapp.sweeps.urls")),
     path("api/", include("webapp.api.urls")),  # REST API, schema, docs, token page (docs/api.md)
 ]
 

@@ -25,6 +25,8 @@ def _schedule(sender, **kwargs):
 
     # Status is tracked by polling, so a worker restart never loses a run.
     sender.add_periodic_task(settings.RECONCILE_SECONDS, sender.signature(RECONCILE_TASK))
+    # Sweeps: new trials as earlier ones end; the state is all in the database (webapp/sweeps).
+    sender.add_periodic_task(settings.RECONCILE_SECONDS, sender.signature("webapp.sweeps.tasks.advance_sweeps"))
     # Executor CPU/memory/GC of RUNNING runs from their Spark UI (webapp/monitoring, docs/monitoring.md).
     sender.add_periodic_task(
         float(settings.SPARKDECK_SAMPLE_SECONDS), sender.signature("webapp.monitoring.tasks.sample_executors")

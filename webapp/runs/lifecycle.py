@@ -60,6 +60,7 @@ def build_spec(run: Run) -> dict:
             # An executor whose ingest is down at the end retries this long, then leaves its points in
             # <artifact_dir>/metrics-pending/ for the reconciler (metrics.ingest_pending).
             "close_seconds": 20,
+            **({"prune": _prune_spec(run)} if run.early_stop else {}),
         },
         "timeouts": {
             "reservation": cluster.reservation_timeout_s,
@@ -69,6 +70,15 @@ def build_spec(run: Run) -> dict:
         "bind_host": cluster.bind_host or None,
         "seed": 42,
         "base": _base_spec(run),
+    }
+
+
+def _prune_spec(run: Run) -> dict:
+    # wait_seconds: how long a node keeps asking through a web outage before it goes on training.
+    return {
+        "url": f"{settings.PUBLIC_URL}/ingest/runs/{run.pk}/epoch",
+        "objective": run.early_stop.get("objective", "val_accuracy"),
+        "wait_seconds": 300,
     }
 
 

@@ -159,6 +159,9 @@ class Run(models.Model):
     executor_cores = models.PositiveIntegerField(default=1)
     executor_memory_mb = models.PositiveIntegerField(default=2048)
     gpus_per_executor = models.PositiveIntegerField(default=0)
+    # Early stopping of a sweep's trial: {"objective": "val_accuracy" | "val_loss"}; {} = none. The
+    # executors ask /ingest/runs/<id>/epoch after each epoch (webapp/sweeps decides).
+    early_stop = models.JSONField(default=dict, blank=True)
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
     status_reason = models.TextField(blank=True)
@@ -345,6 +348,12 @@ class Run(models.Model):
                 warm_series(self)  # the chart data of a finished run, stored once: the first view reads a file
             except Exception:  # noqa: BLE001 - the page computes it on demand instead
                 log.exception("storing the chart series of run %s failed", self.pk)
+            from .signals import run_finished
+
+            try:
+                run_finished.send(sender=Run, run=self)
+            except Exception:  # noqa: BLE001 - a listener's problem never breaks the move
+                log.exception("a run_finished listener failed for run %s", self.pk)
             from webapp.notifications.services import on_run_finished
 
             try:

@@ -166,3 +166,37 @@ def check(cluster, team, ask: Ask, live: bool = True) -> dict:
     if not errors and live:
         errors.update(fits_cluster(cluster, ask))
     return errors
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """How many runs of one size a team may have active at once on a cluster, and what sets it."""
+
+    most: int
+    why: str
+
+
+def max_parallel(cluster, team, ask: Ask, cap=None) -> Parallel:
+    """The most runs of `ask` that can be active together: the team's quota (runs, cores, GPUs) and what
+    the cluster holds when idle (cap: its live capacity; None to leave the cluster out)."""
+    limits = []
+    quota = cluster.quota_for(team)
+    if quota is not None:
+        if quota.max_concurrent_runs:
+            limits.append((quota.max_concurrent_runs, f"your team's quota allows {quota.max_concurrent_runs} run(s)"))
+        if quota.max_total_cores and ask.total_cores:
+            n = quota.max_total_cores // ask.total_cores
+            why = f"your team's quota of {quota.max_total_cores} cores holds {n} run(s) of {ask.total_cores}"
+            limits.append((n, why))
+        if quota.max_total_gpus and ask.total_gpus:
+            n = quota.max_total_gpus // ask.total_gpus
+            why = f"your team's quota of {quota.max_total_gpus} GPUs holds {n} run(s) of {ask.total_gpus}"
+            limits.append((n, why))
+    if cap is not None and cap.reachable:
+        slots = cap.slots(ask.executor_cores, ask.executor_memory_mb, ask.gpus_per_executor, free=False)
+        n = slots // max(1, ask.num_executors)
+        limits.append((n, f"{cluster.name} holds {n} run(s) of {ask.text()} ({describe(cap)})"))
+    if not limits:
+        return Parallel(0, "")  # no limit known
+    most, why = min(limits, key=lambda item: item[0])
+    return Parallel(most, why)

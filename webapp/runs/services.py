@@ -68,6 +68,8 @@ def create_run(
     gpus_per_executor: int = 0,
     input_mode: str = Run.InputMode.TENSORFLOW,
     name: str = "",
+    early_stop: dict | None = None,
+    live: bool = True,
 ) -> Run:
     """Validate everything (schema, dataset, template fit, pre-flight resource checks incl. the live
     cluster), save the run QUEUED, and hand it to the queue once the transaction commits."""
@@ -88,7 +90,7 @@ def create_run(
         errors["input_mode"] = f"choose one of {', '.join(Run.InputMode.values)}"
     ask = preflight.Ask(num_executors, executor_cores, executor_memory_mb, gpus_per_executor)
     # The live cluster check (an HTTP call) only when everything else is fine.
-    errors.update(preflight.check(cluster, team, ask, live=not errors))
+    errors.update(preflight.check(cluster, team, ask, live=live and not errors))
     if errors:
         raise RunRequestError(errors)
 
@@ -106,6 +108,7 @@ def create_run(
             executor_cores=executor_cores,
             executor_memory_mb=executor_memory_mb,
             gpus_per_executor=gpus_per_executor,
+            early_stop=early_stop or {},
         )
         transaction.on_commit(lambda: submit_run.delay(run.pk))
     return run

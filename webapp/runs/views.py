@@ -289,22 +289,30 @@ def run_cancel(request, pk):
     return redirect(run)
 
 
-@csrf_exempt  # authenticated by the run's bearer token, not a session
-@require_POST
-def ingest_metrics(request, pk):
+def token_json(request, pk):
+    """(run, the JSON body) of an executor's POST authenticated by the run's bearer token, or
+    (None, the error response to send): the metrics ingest and the sweeps' epoch reports."""
     run = Run.objects.filter(pk=pk).first()
     if run is None or not metrics.token_ok(run, request.headers.get("authorization", "")):
-        return JsonResponse({"error": "unknown run or bad token"}, status=403)
+        return None, JsonResponse({"error": "unknown run or bad token"}, status=403)
     try:
         body = request.body
     except RequestDataTooBig:
-        return JsonResponse({"error": f"body over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"}, status=413)
+        return None, JsonResponse({"error": f"body over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"}, status=413)
     try:
-        payload = json.loads(body)
+        return run, json.loads(body)
     except RecursionError:  # the C decoder stops at the interpreter's depth limit: bounded work
-        return JsonResponse({"error": "JSON nested too deeply"}, status=400)
+        return None, JsonResponse({"error": "JSON nested too deeply"}, status=400)
     except ValueError as exc:
-        return JsonResponse({"error": f"body is not JSON: {exc}"}, status=400)
+        return None, JsonResponse({"error": f"body is not JSON: {exc}"}, status=400)
+
+
+@csrf_exempt  # authenticated by the run's bearer token, not a session
+@require_POST
+def ingest_metrics(request, pk):
+    run, payload = token_json(request, pk)
+    if run is None:
+        return payload
     try:
         stored = metrics.ingest(run, payload)
     except metrics.IngestError as exc:
