@@ -27,7 +27,7 @@ def make_run(alice, cluster):
             dataset=datasets[key],
             cluster=cluster,
             template=fields.pop("template", "cnn"),
-            hyperparameters=hp,
+            hyperparameters={**fields.pop("hyperparameters", {}), **hp},
             **fields,
         )
         if tags:
@@ -47,3 +47,52 @@ def submitted_run(alice, cluster, digits_dataset):
     r = Run.objects.create(team=team, created_by=user, dataset=digits_dataset, template="cnn", cluster=cluster)
     r.transition(Run.Status.SUBMITTED)
     return r
+
+
+@pytest.fixture
+def make_sweep(alice, cluster, make_run):
+    """make(space=..., trials=[{"params", "status", "value", "run_status", "epochs": {1: 0.5}}], team,
+    any Sweep field): a sweep row with trial rows and their run rows (no job, no Celery behind them)."""
+    from webapp.sweeps.models import Sweep, Trial, TrialEpoch
+
+    user, team = alice
+    default_space = {"learning_rate": {"type": "range", "low": 0.0001, "high": 0.1, "log": True}}
+
+    def make(trials=(), team=team, created_by=user, space=None, **fields):
+        dataset = make_run("seed-run", team=team, created_by=created_by).dataset
+        sweep = Sweep.objects.create(
+            team=team,
+            created_by=created_by,
+            name=fields.pop("name", "a sweep"),
+            dataset=dataset,
+            cluster=cluster,
+            template=fields.pop("template", "cnn"),
+            space=space or default_space,
+            base_hyperparameters=fields.pop("base_hyperparameters", {"epochs": 3, "validation_split": 0.1}),
+            **fields,
+        )
+        for number, t in enumerate(trials):
+            params = t.get("params", {"learning_rate": 0.001 * (number + 1)})
+            run = make_run(
+                f"{sweep.name} · trial {number}",
+                team=team,
+                created_by=created_by,
+                status=t.get("run_status", "SUCCEEDED"),
+                hyperparameters={**sweep.base_hyperparameters, **params},
+                result=t.get("result", {}),
+            )
+            trial = Trial.objects.create(
+                sweep=sweep,
+                number=number,
+                run=run,
+                params=params,
+                status=t.get("status", "COMPLETE"),
+                value=t.get("value"),
+                pruned_at_epoch=t.get("pruned_at_epoch"),
+                epochs_run=t.get("epochs_run"),
+            )
+            for epoch, value in (t.get("epochs") or {}).items():
+                TrialEpoch.objects.create(trial=trial, epoch=epoch, value=value, decision=t.get("decision", "continue"))
+        return sweep
+
+    return make
