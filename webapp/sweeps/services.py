@@ -426,7 +426,13 @@ def _decide(trial: Trial, epoch: int, value: float) -> str:
     frozen = next((t for t in st.trials if t.number == trial.number), None)
     if frozen is None or frozen.state != OptunaState.RUNNING:
         return TrialEpoch.Decision.CONTINUE
-    return TrialEpoch.Decision.STOP if st.pruner.prune(st, frozen) else TrialEpoch.Decision.CONTINUE
+    stop = st.pruner.prune(st, frozen)
+    # Successive halving records each trial's rung values as system attrs while it decides; keep them
+    # with the trial, so the next rebuild compares against them.
+    attrs = st.trials[frozen.number].system_attrs
+    if attrs != (trial.system_attrs or {}):
+        Trial.objects.filter(pk=trial.pk).update(system_attrs={**(trial.system_attrs or {}), **attrs})
+    return TrialEpoch.Decision.STOP if stop else TrialEpoch.Decision.CONTINUE
 
 
 # --- cancelling, summaries --------------------------------------------------------------------
