@@ -165,6 +165,8 @@ def test_each_refused_request_names_its_field(request_for, alice, cluster):
         "validation split"
         in refused_request(**request_for(hyperparameters={"validation_split": 0}))["hyperparameters.validation_split"]
     )
+    no_validation = {"validation_split": {"type": "range", "low": 0.0, "high": 0.3}}
+    assert "hyperparameters.validation_split" in refused_request(**request_for(space=no_validation))
     assert "space.learning_rate" in refused_request(
         **request_for(space={"learning_rate": {"type": "choice", "values": []}})
     )

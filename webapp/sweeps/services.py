@@ -120,7 +120,11 @@ def create_sweep(
     # The varied ones are validated entry by entry above; the base takes each one's default here.
     base, hp_errors = tmpl.validate({k: v for k, v in raw_hp.items() if k not in search_space.varied(clean_space)})
     errors.update({f"hyperparameters.{k}": v for k, v in hp_errors.items()})
-    no_validation = float(base.get("validation_split", 0) or 0) <= 0 and not _varies(clean_space, "validation_split")
+    swept = search_space.varied(clean_space).get("validation_split")
+    if swept is not None:
+        no_validation = min(swept.get("values") or [swept.get("low", 0)]) <= 0
+    else:
+        no_validation = float(base.get("validation_split", 0) or 0) <= 0
     if not hp_errors and no_validation:
         errors["hyperparameters.validation_split"] = (
             "a sweep selects trials on the validation split: set validation_split above 0"
@@ -174,10 +178,6 @@ def create_sweep(
 
         transaction.on_commit(lambda: advance_sweep.delay(sweep.pk))
     return sweep
-
-
-def _varies(space: dict, name: str) -> bool:
-    return name in search_space.varied(space)
 
 
 # --- the study, rebuilt ------------------------------------------------------------------------
