@@ -61,6 +61,15 @@ def test_defaults_for_optional_parts():
     assert spec.hyperparameters.epochs == 3 and spec.hyperparameters.batch_size == 32
 
 
+def test_a_trial_s_prune_part_parses_and_round_trips():
+    raw = example()
+    assert parse_spec(raw).metrics.prune is None  # a plain run is never stopped early
+    raw["metrics"]["prune"] = {"url": "http://127.0.0.1:8000/ingest/runs/12/epoch", "objective": "val_loss"}
+    spec = parse_spec(raw)
+    assert spec.metrics.prune.objective == "val_loss" and spec.metrics.prune.wait_seconds == 300
+    assert parse_spec(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
 def test_input_mode_is_case_insensitive():
     raw = example()
     raw["input_mode"] = "SPARK"
@@ -91,6 +100,11 @@ def test_input_mode_is_case_insensitive():
         (lambda s: s["metrics"].update(close_seconds=-1), "metrics.close_seconds"),
         (lambda s: s["metrics"].update(close_seconds="20"), "metrics.close_seconds"),
         (lambda s: s["timeouts"].update(feed=-1), "timeouts.feed"),
+        (lambda s: s["metrics"].update(prune="yes"), "metrics.prune"),
+        (lambda s: s["metrics"].update(prune={"objective": "val_loss"}), "metrics.prune.url"),
+        (lambda s: s["metrics"].update(prune={"url": "file:///x"}), "metrics.prune.url"),
+        (lambda s: s["metrics"].update(prune={"url": "http://w/e", "objective": "loss"}), "metrics.prune.objective"),
+        (lambda s: s["metrics"].update(prune={"url": "http://w/e", "wait_seconds": -1}), "metrics.prune.wait_seconds"),
         (lambda s: s.update(hyperparameters=[]), "hyperparameters"),
     ],
 )

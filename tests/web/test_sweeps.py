@@ -1,9 +1,11 @@
 """Sweeps without a cluster: search-space validation, the state machines, Optuna's asks and the
-pruner's decisions rebuilt from our rows, advancing and cancelling (the real path: tests/e2e/test_sweeps.py)."""
+pruner's decisions rebuilt from our rows, advancing and cancelling (the real path: tests/e2e/test_sweep_real.py)."""
 
+import json
 import math
 
 import pytest
+from django.urls import reverse
 
 from webapp.catalog.registry import get_template
 from webapp.clusters.models import TeamQuota
@@ -357,3 +359,35 @@ def test_importance_needs_two_different_finished_trials(make_sweep):
         )
     got = services.importance(sweep)
     assert set(got) == {"learning_rate", "dropout"} and math.isclose(sum(got.values()), 1.0)
+
+
+def test_the_epoch_endpoint_answers_nodes_by_the_run_s_token(make_sweep, client):
+    sweep = median_sweep(make_sweep)
+    run = sweep.trials.get(number=2).run
+    url = reverse("ingest_epoch", args=[run.pk])
+
+    def post(body, token=run.ingest_token, raw=None):
+        return client.post(
+            url, raw if raw is not None else json.dumps(body), "application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        )
+
+    answer = post({"epoch": 1, "value": 0.55, "diverged": False, "executor": "0"})
+    assert answer.status_code == 200 and answer.json() == {"decision": "continue", "epoch": 1}
+    # A diverged node sends null (JSON has no NaN): stopped, stored as the worst value.
+    assert post({"epoch": 2, "value": None, "diverged": True, "executor": "1"}).json()["decision"] == "stop"
+    assert TrialEpoch.objects.get(trial__run=run, epoch=2).value == -1e300
+    assert post({"epoch": 3, "value": 0.9}, token="wrong").status_code == 403
+    other = sweep.trials.get(number=0).run  # another run's token is not this run's
+    assert post({"epoch": 3, "value": 0.9}, token=other.ingest_token).status_code == 403
+    for body, message in [
+        ({"epoch": 3, "value": None}, "value must be a number"),
+        ({"epoch": "3", "value": 0.5}, "epoch must be a whole number"),
+        ({"epoch": 10**30, "value": 0.5}, "epoch must be a whole number"),
+        ([1, 2], "JSON object"),
+    ]:
+        bad = post(body)
+        assert bad.status_code == 400 and message in bad.json()["error"], body
+    assert post(None, raw="[" * 100_000).status_code == 400
+    assert post(None, raw="\x00{").status_code == 400
+    assert client.get(url).status_code == 405
+    assert not TrialEpoch.objects.filter(trial__run=run, epoch=3).exists()

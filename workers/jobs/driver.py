@@ -187,6 +187,11 @@ def run(sc, spec: RunSpec) -> dict:
         model_file = model_path(spec.artifact_dir)
         out = train_and_wait(sc, spec, model_file, os.path.join(spec.artifact_dir, STATS_FILE))
         timing = f"fit {out.get('fit_seconds')} s, ms/step per epoch {out.get('ms_per_step')}"
+        if out.get("pruned_at_epoch"):
+            # A stopped trial gives its executors back now: its test split is never scored.
+            log(f"trained in {out['train_seconds']:.1f} s ({timing}); stopped by the sweep's pruner, no inference")
+            out["model"] = model_file
+            return _finish(sc, spec, t0, out)
         log(f"trained in {out['train_seconds']:.1f} s ({timing}); inference")
         t1 = time.time()
         out.update(
@@ -202,6 +207,10 @@ def run(sc, spec: RunSpec) -> dict:
         )
         out["inference_seconds"] = round(time.time() - t1, 3)
         out["model"] = model_file
+    return _finish(sc, spec, t0, out)
+
+
+def _finish(sc, spec: RunSpec, t0: float, out: dict) -> dict:
     result = {
         "run_id": spec.run_id,
         "app_id": sc.applicationId,
@@ -234,6 +243,8 @@ def train_and_wait(sc, spec: RunSpec, model_file: str, stats_file: str) -> dict:
         "steps_per_epoch": stats.get("steps_per_epoch"),
         "ms_per_step": stats.get("ms_per_step"),  # the chief's, per epoch
         "history": stats.get("history", {}),
+        "epochs_run": stats.get("epochs_run"),
+        "pruned_at_epoch": stats.get("pruned_at_epoch"),
     }
 
 

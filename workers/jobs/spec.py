@@ -14,6 +14,7 @@ from typing import Any
 from workers.jobs.metrics import CLOSE_SECONDS
 
 INPUT_MODES = ("tensorflow", "spark")
+PRUNE_OBJECTIVES = ("val_accuracy", "val_loss")  # the sweep objectives; validation metrics only
 
 
 class SpecError(ValueError):
@@ -50,6 +51,14 @@ class MetricsSpec:
     token: str = ""
     every_steps: int = 5
     close_seconds: int = CLOSE_SECONDS  # how long an executor retries its last points before leaving them in a file
+    prune: PruneSpec | None = None  # a sweep's trial: ask the pruner at each epoch's end
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    url: str  # the epoch endpoint (the run's bearer token is metrics.token)
+    objective: str = "val_accuracy"
+    wait_seconds: int = 300  # how long a node keeps asking through a web outage before it trains on
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,7 @@ def parse_spec(raw: Any) -> RunSpec:
             token=str(metrics.get("token") or ""),
             every_steps=_int(metrics, "every_steps", "metrics.every_steps", 5, lo=1),
             close_seconds=_int(metrics, "close_seconds", "metrics.close_seconds", CLOSE_SECONDS, lo=0),
+            prune=_prune(metrics.get("prune")),
         ),
         timeouts=Timeouts(
             reservation=_int(timeouts, "reservation", "timeouts.reservation", 120, lo=1),
@@ -172,6 +182,21 @@ def parse_spec(raw: Any) -> RunSpec:
     if spec.metrics.url and not spec.metrics.url.startswith(("http://", "https://")):
         raise SpecError(f"metrics.url must be http(s), got {spec.metrics.url!r}")
     return spec
+
+
+def _prune(raw) -> PruneSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError("metrics.prune must be an object")
+    url = _str(raw, "url", "metrics.prune.url")
+    if not url.startswith(("http://", "https://")):
+        raise SpecError(f"metrics.prune.url must be http(s), got {url!r}")
+    objective = raw.get("objective", "val_accuracy")
+    if objective not in PRUNE_OBJECTIVES:
+        raise SpecError(f"metrics.prune.objective must be one of {PRUNE_OBJECTIVES}, got {objective!r}")
+    wait = _int(raw, "wait_seconds", "metrics.prune.wait_seconds", 300, lo=0)
+    return PruneSpec(url=url, objective=objective, wait_seconds=wait)
 
 
 def _base(raw) -> BaseSpec | None:

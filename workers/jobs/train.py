@@ -145,7 +145,7 @@ def main_fun(args, ctx):
     # Spark's GPU addresses are nvidia-smi indices (PCI bus order); CUDA's default order is
     # "fastest first", so without this CUDA_VISIBLE_DEVICES=1 may pick another physical GPU.
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    from workers.jobs import data, metrics, tbevents, templates, tfdata_teardown
+    from workers.jobs import data, metrics, prune, tbevents, templates, tfdata_teardown
     from workers.jobs.spec import parse_spec
 
     spec = parse_spec(args["spec"])
@@ -228,6 +228,14 @@ def main_fun(args, ctx):
     timer = step_timer(tf_keras, ctx.executor_id, hp.epochs)
     # The validation metrics are all-reduced, the same on every worker: the chief posts them.
     callbacks = [metrics.make_callback(poster, spec.metrics.every_steps, validation=is_chief), timer]
+    pruner = None
+    if spec.metrics.prune is not None:
+        # On every node, after the metrics callback (the epoch's points are queued first): all nodes
+        # get the same decision, so all leave fit() after the same epoch.
+        p = spec.metrics.prune
+        asker = prune.EpochAsker(p.url, spec.metrics.token, str(ctx.executor_id), wait_seconds=p.wait_seconds)
+        pruner = prune.make_callback(asker, p.objective)
+        callbacks.append(pruner)
     if is_chief:
         poster.add("steps_per_epoch", steps, 0, 1)  # the run page's step progress and ETA (docs/monitoring.md)
         board = tbevents.safe_callback(
@@ -250,6 +258,8 @@ def main_fun(args, ctx):
             "workers": workers,
             "ms_per_step": timer.ms_per_step,  # per epoch, on the chief
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+            "epochs_run": len(history.epoch),
+            "pruned_at_epoch": pruner.stopped_at if pruner is not None else None,
         }
         _write_json(os.path.join(spec.artifact_dir, STATS_FILE), stats)
     _save(model, spec.artifact_dir, is_chief)
