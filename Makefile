@@ -9,7 +9,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install install-dev browser run stop test test-fast lint format bench bench-history bench-load clean
+.PHONY: install install-dev browser run stop test test-fast lint format bench bench-sweep bench-history bench-load clean
 
 # The runtime (make run); the tests' tools (pytest, schemathesis, playwright, ruff) on top for make test.
 install: $(VENV)/.installed node_modules/.installed
@@ -80,6 +80,10 @@ bench: install
 # Issue 7's proof: 100k runs / 10M metric points / a 10M-row prediction file in a scratch PostgreSQL
 # database (created, then dropped), run table / run page / compare / prediction page timed in-process.
 # BENCH_HISTORY_ARGS: --quick (1/10), --keep (keep and reuse the seeded database), --repeat N, ...
+# Sweeps: 2 trials at once vs 1, ASHA vs none, tuned vs default (about 25 min; docs/performance.md "Sweeps").
+bench-sweep: install
+	DJANGO_SECRET_KEY=bench SPARKDECK_INSECURE_HTTP=1 SPARKDECK_VAR_DIR="$(CURDIR)/var/bench" $(PY) bench/sweep.py $(BENCH_SWEEP_ARGS)
+
 BENCH_HISTORY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/bench_history
 bench-history: install
 	DJANGO_SECRET_KEY=bench SPARKDECK_INSECURE_HTTP=1 $(PY) bench/history.py --db "$(BENCH_HISTORY_DATABASE_URL)" $(BENCH_HISTORY_ARGS)

@@ -276,6 +276,20 @@ def test_dataset_parameter_takes_ids(runs):
     ]
 
 
+@pytest.mark.django_db
+def test_sweep_parameter_and_name_select_a_sweep_s_trials(make_sweep, make_run):
+    first = make_sweep(name="lr", trials=[{"value": 0.9}, {"value": 0.8}])
+    second = make_sweep(name="dropout", trials=[{"value": 0.7}])
+    lone = make_run("not a trial")
+    by_param = filter_runs(Run.objects.all(), {"sweep": str(first.pk)})
+    assert names(by_param) == ["lr · trial 0", "lr · trial 1"]
+    both = filter_runs(Run.objects.all(), {"sweep": f"{first.pk},{second.pk}"})
+    assert len(both) == 3 and lone not in both
+    assert names(filter_runs(Run.objects.all(), {"expr": f"sweep = {second.pk}"})) == ["dropout · trial 0"]
+    with pytest.raises(FilterError, match="sweep: sweep ids are whole numbers"):
+        filter_runs(Run.objects.all(), {"sweep": "lr"})
+
+
 @pytest.mark.parametrize(
     "params, fragment",
     [

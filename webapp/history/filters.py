@@ -10,6 +10,7 @@ Parameters, all optional ("list": repeat the parameter or separate values with c
   status     list of statuses (QUEUED SUBMITTED RUNNING SUCCEEDED FAILED CANCELLED, any case): any of them
   template   list of template keys (cnn, lstm, featurizer, imported): any of them
   dataset    list of dataset ids: any of them
+  sweep      list of sweep ids: the trials of any of them
   submitter  list of usernames: runs any of them submitted
   tag        list of tags: runs carrying all of them
   since      runs created at or after: YYYY-MM-DD or an ISO 8601 date-time (UTC when no offset)
@@ -86,6 +87,7 @@ NAMES: dict[str, Name] = {
     "memory_mb": Name("executor_memory_mb", "int", "memory per executor (MB)"),
     "gpus": Name("gpus_per_executor", "int", "GPUs per executor"),
     "id": Name("pk", "int", "run id"),
+    "sweep": Name("sweep_trial__sweep_id", "int", "id of the sweep the run is a trial of"),
     "status": Name("status", "choice", "QUEUED, SUBMITTED, RUNNING, SUCCEEDED, FAILED or CANCELLED"),
     "template": Name("template", "choice", "template key: " + ", ".join(TEMPLATES)),
     "name": Name("name", "text", "run name"),
@@ -482,6 +484,13 @@ def build_q(params: Mapping) -> Q:
             q &= Q(dataset_id__in=[parse_id(d, "dataset") for d in datasets])
         except BadParam:
             raise FilterError("dataset ids are whole numbers (digits 0-9)", "dataset") from None
+
+    sweeps = list_param(params, "sweep")
+    if sweeps:
+        try:
+            q &= Q(sweep_trial__sweep_id__in=[parse_id(d, "sweep") for d in sweeps])
+        except BadParam:
+            raise FilterError("sweep ids are whole numbers (digits 0-9)", "sweep") from None
 
     submitters = list_param(params, "submitter")
     if submitters:

@@ -17,6 +17,7 @@ from webapp.datasets.models import Dataset
 from webapp.params import CONTROL_MESSAGE, has_control_characters
 from webapp.runs.models import Run, TagError
 from webapp.runs.states import Status
+from webapp.sweeps.models import Sweep
 
 from . import filters, table
 
@@ -117,6 +118,7 @@ def filter_options(team) -> dict:
         "statuses": Status.choices,
         "templates": [(t.key, t.label) for t in TEMPLATES.values()],
         "datasets": list(Dataset.objects.filter(team=team).order_by("name").values_list("pk", "name")),
+        "sweeps": [(s.pk, f"#{s.pk} {s}") for s in Sweep.objects.filter(team=team).order_by("-pk")[:200]],
         "submitters": list(users.values_list("username", flat=True)),
         "columns": list(table.COLUMNS.values()),
     }
@@ -142,6 +144,7 @@ def form_state(params) -> dict:
         "status": {v.upper() for v in values("status")},
         "template": {v.lower() for v in values("template")},
         "dataset": set(values("dataset")),
+        "sweep": set(values("sweep")),
         "submitter": set(values("submitter")),
         "tag": ", ".join(values("tag")),
         "shown": shown,
