@@ -139,6 +139,11 @@
     if (cancel && data.terminal) cancel.hidden = true;
     const rerun = document.getElementById("rerun-best-form");
     if (rerun) rerun.hidden = !data.best;
+    const top = data.top_run_ids;
+    document.getElementById("compare-top").hidden = top.length < 2;
+    const link = document.getElementById("compare-top-link");
+    link.href = `${link.pathname}?ids=${top.join(",")}`;
+    link.textContent = `Compare the top ${top.length} trials`;
     const best = document.getElementById("best-text");
     if (data.best) {
       const b = data.best;

@@ -81,6 +81,9 @@ def test_the_detail_page_shows_trials_best_pruned_and_progress(client_a, finishe
     data = json.loads(html.split('<script id="sweep-data" type="application/json">')[1].split("</script>")[0])
     assert [t["number"] for t in data["trials"]] == [0, 1, 2, 3]
     assert "<code>learning_rate</code>: 0.0001 – 0.1 (log)" in html  # the space, described
+    # The finished trials, best first, to compare (the pruned trial 2 is not among them).
+    assert f'href="/runs/compare/?ids={runs[1]},{runs[0]}">Compare the top 2 trials</a>' in html
+    assert data["top_run_ids"] == [runs[1], runs[0]]
 
 
 def test_a_finished_sweep_offers_no_cancel_and_a_sweep_without_a_finished_trial_no_rerun(client_a, make_sweep):
@@ -226,6 +229,8 @@ def test_the_form_renders_with_its_fields(client_a, digits_dataset, cluster):
         assert f'name="{name}"' in html, name
     assert 'value="tpe"' in html and 'value="asha"' in html
     assert "How to write the space" in html and "&quot;type&quot;: &quot;choice&quot;" in html
+    assert 'href="/runs/new/" id="run-instead"' in html
+    assert 'href="/sweeps/new/" id="sweep-instead"' in client_a.get(reverse("run_new")).content.decode()
 
 
 def test_the_form_starts_a_sweep(client_a, digits_dataset, cluster, django_capture_on_commit_callbacks):

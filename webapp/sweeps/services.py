@@ -457,16 +457,17 @@ def cancel(sweep: Sweep, by: str = "") -> None:
         sync_trial(sweep, trial)  # a trial whose run was still queued ends FAIL (cancelled) now
 
 
-def best_trial(sweep: Sweep, trials=None) -> Trial | None:
-    """The finished trial with the best objective (pruned trials never count: they stopped early)."""
+def ranked(sweep: Sweep, trials=None) -> list[Trial]:
+    """The finished trials, best objective first (pruned trials never count: they stopped early)."""
     done = [t for t in (trials if trials is not None else sweep.trials.all()) if t.status == TrialState.COMPLETE]
-    done = [t for t in done if t.value is not None]
-    if not done:
-        return None
     # Ties go to the earlier trial.
-    if sweep.maximize:
-        return max(done, key=lambda t: (t.value, -t.number))
-    return min(done, key=lambda t: (t.value, t.number))
+    sign = -1 if sweep.maximize else 1
+    return sorted((t for t in done if t.value is not None), key=lambda t: (sign * t.value, t.number))
+
+
+def best_trial(sweep: Sweep, trials=None) -> Trial | None:
+    """The finished trial with the best objective."""
+    return next(iter(ranked(sweep, trials)), None)
 
 
 def importance(sweep: Sweep, trials=None) -> dict[str, float]:
@@ -489,6 +490,9 @@ def rerun_best(sweep: Sweep, user) -> Run:
     return run_services.create_run(
         **_run_request(sweep, best.params), user=user, name=f"{sweep.name} · best (trial {best.number})"[:200]
     )
+
+
+TOP_TO_COMPARE = 5  # the sweep page's "compare the top trials" link
 
 
 def _display(value) -> str:
@@ -549,6 +553,7 @@ def summary(sweep: Sweep) -> dict:
             "test_accuracy": best.run.test_accuracy if best.run else None,
         },
         "importance": importance(sweep, trials),
+        "top_run_ids": [t.run_id for t in ranked(sweep, trials) if t.run_id][:TOP_TO_COMPARE],
         "trials": [
             {
                 "number": t.number,
