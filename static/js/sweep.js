@@ -29,6 +29,18 @@
     },
   });
   let importanceChart = null;
+  const parallelChart = new Chart(document.getElementById("parallel-chart"), {
+    type: "line",
+    data: { labels: [], datasets: [] },
+    options: {
+      maintainAspectRatio: false, animation: false,
+      scales: { y: { min: 0, max: 1, ticks: { display: false }, title: { display: true, text: "low → high" } } },
+      plugins: {
+        legend: { display: false },
+        tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${c.dataset.raw[c.dataIndex]}` } },
+      },
+    },
+  });
 
   // The best value after each trial, in trial order (finished trials only; pruned ones never count).
   function bestSoFar(trials) {
@@ -156,7 +168,35 @@
     }
   }
 
+  // A value's place on its axis, 0 to 1: a range by its bounds (log scale if the space says so), a
+  // choice by its index, the objective by the ended trials' spread.
+  function position(entry, v) {
+    if (entry.type === "choice") return entry.values.length > 1 ? entry.values.indexOf(v) / (entry.values.length - 1) : 0.5;
+    const f = entry.log ? Math.log : (x) => x;
+    return (f(v) - f(entry.low)) / (f(entry.high) - f(entry.low) || 1);
+  }
+
+  function drawParallel() {
+    const names = Object.keys(data.space || {});
+    const ended = data.trials.filter((t) => t.value !== null && t.status !== "RUNNING");
+    const values = ended.map((t) => t.value);
+    const objective = { type: "range", low: Math.min(...values), high: Math.max(...values), log: false };
+    parallelChart.data.labels = [...names, data.objective];
+    parallelChart.data.datasets = ended.map((t) => ({
+      label: `trial ${t.number}`,
+      data: [...names.map((n) => position(data.space[n], t.params[n])), values.length > 1 ? position(objective, t.value) : 0.5],
+      raw: [...names.map((n) => t.params[n]), fmt(t.value)],
+      borderColor: t.best ? "#16a34a" : t.status === "PRUNED" ? "#ea580c" : "rgba(37, 99, 235, 0.5)",
+      borderDash: t.status === "PRUNED" ? [5, 4] : [],
+      borderWidth: t.best ? 3 : 1.5,
+      pointRadius: 3,
+      order: t.best ? 0 : 1, // the best drawn on top
+    }));
+    parallelChart.update("none");
+  }
+
   function draw() {
+    drawParallel();
     drawTrials();
     drawEpochs();
     drawImportance();

@@ -90,6 +90,9 @@ def test_the_sweep_page_draws_its_charts_and_follows_the_sweep(live_server, swee
     epochs = {d["label"]: d for d in chart(page, "epochs-chart")}
     assert epochs["trial 2 (pruned)"]["xs"] == [1] and epochs["trial 2 (pruned)"]["dash"]  # ends early, dashed
     assert epochs["trial 1"]["xs"] == [1, 2, 3] and not epochs["trial 1"]["dash"]
+    parallel = {d["label"]: d for d in chart(page, "parallel-chart")}
+    assert set(parallel) == {"trial 0", "trial 1", "trial 2", "trial 3"}  # the ended ones
+    assert parallel["trial 2"]["dash"] and parallel["trial 2"]["n"] == 3  # two parameters and the objective
     assert page.locator("#importance-box").is_visible()
     assert {d["label"] for d in chart(page, "importance-chart")} == {"importance"}
     assert page.locator("tr.best").get_attribute("data-trial") == "1"

@@ -543,6 +543,7 @@ def summary(sweep: Sweep) -> dict:
         "terminal": sweep.is_terminal,
         "objective": sweep.objective,
         "maximize": sweep.maximize,
+        "space": search_space.varied(sweep.space),  # the parallel-coordinates chart's axes
         **done,
         "best": None
         if best is None
