@@ -289,21 +289,28 @@ def advance(sweep_id: int) -> list[int]:
         return made
 
 
-def _make_trial_run(sweep: Sweep, number: int) -> Run:
-    params, system_attrs = ask_params(sweep, number)
-    hp = {**sweep.base_hyperparameters, **params}
-    run = run_services.create_run(
+def _run_request(sweep: Sweep, params: dict) -> dict:
+    """create_run's arguments for a run of the sweep's template, dataset and resources with `params`
+    over the base hyperparameters: a trial, or the best trial run again."""
+    return dict(
         team=sweep.team,
-        user=sweep.created_by,
         dataset=sweep.dataset,
         template=sweep.template,
-        hyperparameters=hp,
+        hyperparameters={**sweep.base_hyperparameters, **params},
         cluster=sweep.cluster,
         num_executors=sweep.num_executors,
         executor_cores=sweep.executor_cores,
         executor_memory_mb=sweep.executor_memory_mb,
         gpus_per_executor=sweep.gpus_per_executor,
         input_mode=sweep.input_mode,
+    )
+
+
+def _make_trial_run(sweep: Sweep, number: int) -> Run:
+    params, system_attrs = ask_params(sweep, number)
+    run = run_services.create_run(
+        **_run_request(sweep, params),
+        user=sweep.created_by,
         name=f"{sweep.name} · trial {number}",
         early_stop={"objective": sweep.objective} if sweep.pruner != Sweep.Pruner.NONE else None,
         live=False,  # the queue waits for capacity; an unreachable cluster makes the run wait, not fail
@@ -450,16 +457,17 @@ def cancel(sweep: Sweep, by: str = "") -> None:
         sync_trial(sweep, trial)  # a trial whose run was still queued ends FAIL (cancelled) now
 
 
-def best_trial(sweep: Sweep, trials=None) -> Trial | None:
-    """The finished trial with the best objective (pruned trials never count: they stopped early)."""
+def ranked(sweep: Sweep, trials=None) -> list[Trial]:
+    """The finished trials, best objective first (pruned trials never count: they stopped early)."""
     done = [t for t in (trials if trials is not None else sweep.trials.all()) if t.status == TrialState.COMPLETE]
-    done = [t for t in done if t.value is not None]
-    if not done:
-        return None
     # Ties go to the earlier trial.
-    if sweep.maximize:
-        return max(done, key=lambda t: (t.value, -t.number))
-    return min(done, key=lambda t: (t.value, t.number))
+    sign = -1 if sweep.maximize else 1
+    return sorted((t for t in done if t.value is not None), key=lambda t: (sign * t.value, t.number))
+
+
+def best_trial(sweep: Sweep, trials=None) -> Trial | None:
+    """The finished trial with the best objective."""
+    return next(iter(ranked(sweep, trials)), None)
 
 
 def importance(sweep: Sweep, trials=None) -> dict[str, float]:
@@ -472,3 +480,96 @@ def importance(sweep: Sweep, trials=None) -> dict[str, float]:
         return dict(optuna.importance.get_param_importances(study(sweep, trials=rows)))
     except (ValueError, RuntimeError):  # e.g. every finished trial had the same parameters
         return {}
+
+
+def rerun_best(sweep: Sweep, user) -> Run:
+    """A normal run (no sweep, no pruning) with the best trial's hyperparameters, checked like any run."""
+    best = best_trial(sweep)
+    if best is None:
+        raise SweepRequestError({"best": "no trial has finished yet"})
+    return run_services.create_run(
+        **_run_request(sweep, best.params), user=user, name=f"{sweep.name} · best (trial {best.number})"[:200]
+    )
+
+
+TOP_TO_COMPARE = 5  # the sweep page's "compare the top trials" link
+
+
+def _display(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _plottable(value: float | None) -> float | None:
+    # A diverged epoch is stored as ±1e300 (see _finite): a gap in a chart, not a point that squashes it.
+    return value if value is not None and math.isfinite(value) and abs(value) < 1e300 else None
+
+
+def _curves(sweep: Sweep, trials: list[Trial]) -> dict[int, list[list]]:
+    """Trial id → [[epoch, value], …]: the pruner's TrialEpoch rows, or for a sweep without a pruner
+    (its nodes report no epochs) the run's per-epoch validation points of the objective."""
+    out: dict[int, dict[int, float | None]] = {}
+    for trial_id, epoch, value in TrialEpoch.objects.filter(trial__in=trials).values_list("trial_id", "epoch", "value"):
+        out.setdefault(trial_id, {})[epoch] = _plottable(value)
+    by_run = {t.run_id: t.pk for t in trials if t.run_id and t.pk not in out}
+    points = MetricPoint.objects.filter(run_id__in=by_run, name=sweep.objective, epoch__isnull=False)
+    for run_id, epoch, value in points.order_by("step", "executor").values_list("run_id", "epoch", "value"):
+        out.setdefault(by_run[run_id], {})[epoch] = _plottable(value)  # the last point of an epoch wins
+    return {trial_id: sorted([e, v] for e, v in epochs.items()) for trial_id, epochs in out.items()}
+
+
+def progress(sweep: Sweep, trials: list[Trial]) -> dict:
+    """Trials finished and running of the budget, and the best so far: the list and the sweep page."""
+    best = best_trial(sweep, trials)
+    return {
+        "budget": budget(sweep, sweep.strategy, sweep.max_trials),
+        "finished": sum(t.status != TrialState.RUNNING for t in trials),
+        "running": sum(t.status == TrialState.RUNNING for t in trials),
+        "best": best,
+    }
+
+
+def summary(sweep: Sweep) -> dict:
+    """The sweep page's data, as JSON: status, progress, the best trial, each trial with its per-epoch
+    objective, and the parameters' importance."""
+    trials = list(sweep.trials.select_related("run"))
+    done = progress(sweep, trials)
+    best = done.pop("best")
+    curves = _curves(sweep, trials)
+    return {
+        "id": sweep.pk,
+        "status": sweep.status,
+        "status_reason": sweep.status_reason,
+        "waiting_reason": sweep.waiting_reason,
+        "terminal": sweep.is_terminal,
+        "objective": sweep.objective,
+        "maximize": sweep.maximize,
+        "space": search_space.varied(sweep.space),  # the parallel-coordinates chart's axes
+        **done,
+        "best": None
+        if best is None
+        else {
+            "number": best.number,
+            "value": best.value,
+            "run_id": best.run_id,
+            "test_accuracy": best.run.test_accuracy if best.run else None,
+        },
+        "importance": importance(sweep, trials),
+        "top_run_ids": [t.run_id for t in ranked(sweep, trials) if t.run_id][:TOP_TO_COMPARE],
+        "trials": [
+            {
+                "number": t.number,
+                "status": t.status,
+                "status_reason": t.status_reason,
+                "params": t.params,
+                "params_text": ", ".join(f"{k}={_display(v)}" for k, v in t.params.items()),
+                "value": _plottable(t.value),
+                "epochs_run": t.epochs_run,
+                "pruned_at_epoch": t.pruned_at_epoch,
+                "run_id": t.run_id,
+                "run_url": t.run.get_absolute_url() if t.run else "",
+                "best": best is not None and t.pk == best.pk,
+                "epochs": curves.get(t.pk, []),
+            }
+            for t in trials
+        ],
+    }

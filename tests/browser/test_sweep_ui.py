@@ -1,0 +1,122 @@
+"""The sweep page in a real browser: the charts draw (pruned trials' curves end early), the page follows
+live.json while the sweep runs, and the sweep pages fit a phone's width."""
+
+import pytest
+
+from tests.browser.conftest import PHONE
+from tests.browser.login import log_in_at
+from tests.browser.test_phone import check
+from webapp.datasets.models import Dataset
+from webapp.runs.models import Run
+from webapp.sweeps.models import Sweep, Trial, TrialEpoch
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SPACE = {
+    "learning_rate": {"type": "range", "low": 0.0001, "high": 0.1, "log": True},
+    "dropout": {"type": "range", "low": 0.0, "high": 0.5, "log": False},
+}
+
+
+@pytest.fixture
+def sweep(alice, cluster):
+    """A running median sweep: three finished trials, one pruned after epoch 1, one running."""
+    user, team = alice
+    dataset = Dataset.objects.create(team=team, name="digits", status="READY", shape=[8, 8, 1], num_classes=10)
+    sweep = Sweep.objects.create(
+        team=team,
+        created_by=user,
+        name="a sweep with a rather long name to wrap on a phone",
+        dataset=dataset,
+        cluster=cluster,
+        template="cnn",
+        space=SPACE,
+        base_hyperparameters={"epochs": 3, "validation_split": 0.1},
+        pruner="median",
+        max_trials=8,
+    )
+    rows = [
+        ("COMPLETE", 0.8, {1: 0.5, 2: 0.7, 3: 0.8}),
+        ("COMPLETE", 0.9, {1: 0.6, 2: 0.8, 3: 0.9}),
+        ("PRUNED", 0.2, {1: 0.2}),
+        ("COMPLETE", 0.5, {1: 0.3, 2: 0.4, 3: 0.5}),
+        ("RUNNING", None, {1: 0.55}),
+    ]
+    for number, (status, value, epochs) in enumerate(rows):
+        params = {"learning_rate": 0.001 * (number + 1), "dropout": 0.1 * number}
+        run = Run.objects.create(
+            team=team,
+            created_by=user,
+            name=f"trial {number}",
+            dataset=dataset,
+            cluster=cluster,
+            template="cnn",
+            hyperparameters={**sweep.base_hyperparameters, **params},
+            status="RUNNING" if status == "RUNNING" else "SUCCEEDED",
+        )
+        trial = Trial.objects.create(
+            sweep=sweep,
+            number=number,
+            run=run,
+            params=params,
+            status=status,
+            value=value,
+            epochs_run=len(epochs),
+            pruned_at_epoch=1 if status == "PRUNED" else None,
+        )
+        for epoch, v in epochs.items():
+            TrialEpoch.objects.create(trial=trial, epoch=epoch, value=v, decision="continue")
+    return sweep
+
+
+def chart(page, canvas_id):
+    return page.evaluate(
+        """(id) => {
+          const c = Chart.getChart(document.getElementById(id));
+          return c ? c.data.datasets.map(d => ({label: d.label, dash: d.borderDash || [],
+                     xs: d.data.map(p => p.x ?? null), n: d.data.length})) : null;
+        }""",
+        canvas_id,
+    )
+
+
+def test_the_sweep_page_draws_its_charts_and_follows_the_sweep(live_server, sweep, page):
+    url = f"{live_server.url}/sweeps/{sweep.pk}/"
+    log_in_at(page, url)
+    page.wait_for_load_state("networkidle")
+    trials = {d["label"]: d for d in chart(page, "trials-chart")}
+    assert trials["finished"]["n"] == 3 and trials["pruned (last epoch)"]["n"] == 1
+    assert trials["best so far"]["xs"] == [0, 1, 2, 3, 4]
+    epochs = {d["label"]: d for d in chart(page, "epochs-chart")}
+    assert epochs["trial 2 (pruned)"]["xs"] == [1] and epochs["trial 2 (pruned)"]["dash"]  # ends early, dashed
+    assert epochs["trial 1"]["xs"] == [1, 2, 3] and not epochs["trial 1"]["dash"]
+    parallel = {d["label"]: d for d in chart(page, "parallel-chart")}
+    assert set(parallel) == {"trial 0", "trial 1", "trial 2", "trial 3"}  # the ended ones
+    assert parallel["trial 2"]["dash"] and parallel["trial 2"]["n"] == 3  # two parameters and the objective
+    assert page.locator("#importance-box").is_visible()
+    assert {d["label"] for d in chart(page, "importance-chart")} == {"importance"}
+    assert page.locator("tr.best").get_attribute("data-trial") == "1"
+
+    # The running trial finishes best: the table, the progress line and the best trial follow.
+    Trial.objects.filter(sweep=sweep, number=4).update(status="COMPLETE", value=0.95, epochs_run=3)
+    page.wait_for_function("document.getElementById('progress-text').textContent.startsWith('5 of 8')", timeout=6000)
+    assert page.locator("tr.best").get_attribute("data-trial") == "4"
+    assert "Trial 4" in page.locator("#best-text").inner_text()
+    Sweep.objects.filter(pk=sweep.pk).update(status="CANCELLED")
+    page.wait_for_function("!document.getElementById('cancel-form') || document.getElementById('cancel-form').hidden")
+    assert page.problems == []
+
+
+def test_the_sweep_pages_fit_a_phone(live_server, sweep, phone_page):
+    base = live_server.url
+    log_in_at(phone_page, f"{base}/sweeps/")
+    problems = check(phone_page, f"{base}/sweeps/", ["#sweeps", "h1"], shot="sweeps")
+    problems += check(
+        phone_page, f"{base}/sweeps/new/", ["#id_space", "#sweep-form button[type=submit]"], shot="sweep-new"
+    )
+    problems += check(
+        phone_page, f"{base}/sweeps/{sweep.pk}/", ["#trials", "#trials-chart", "#progress-text"], shot="sweep"
+    )
+    assert problems == [], problems
+    assert phone_page.evaluate("document.documentElement.clientWidth") <= PHONE["width"]
+    assert phone_page.problems == []
