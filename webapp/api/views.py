@@ -540,7 +540,9 @@ class SweepListView(APIView):
     def get(self, request):
         """Your teams' sweeps, newest first, with their trials per state."""
         teams = perms.teams_param(request.user, request.query_params.get("team"))
-        return _paged(self, request, perms.visible_sweeps(request.user).filter(team__in=teams), s.SweepSerializer)
+        # Ordered here: a query that counts (the trial counts) does not take Meta.ordering.
+        qs = perms.visible_sweeps(request.user).filter(team__in=teams).order_by("-created_at", "-id")
+        return _paged(self, request, qs, s.SweepSerializer)
 
     @extend_schema(
         operation_id="sweeps_create",
