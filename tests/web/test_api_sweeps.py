@@ -531,3 +531,22 @@ def test_deep_json_is_refused_on_the_runs_api_too(alice_api):
 def test_form_bodies_are_unsupported(alice_api, digits_dataset):
     resp = alice_api.post("/api/sweeps/", {"dataset": digits_dataset.pk})
     assert resp.status_code == 415 and "detail" in resp.json()
+
+
+# ---------------------------------------------------------------- the schema
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_the_sweep_operations(alice_api):
+    doc = json.loads(alice_api.get("/api/schema/", {"format": "json"}).content)
+    paths = doc["paths"]
+    assert set(paths["/api/sweeps/"]) == {"get", "post"}
+    assert paths["/api/sweeps/"]["post"]["operationId"] == "sweeps_create"
+    assert set(paths["/api/sweeps/{id}/"]) == {"get"}
+    assert "409" in paths["/api/sweeps/{id}/cancel/"]["post"]["responses"]
+    assert "404" in paths["/api/sweeps/{id}/trials/"]["get"]["responses"]
+    request = doc["components"]["schemas"]["SweepSubmitRequest"]["properties"]
+    assert {"space", "strategy", "objective", "pruner", "max_trials", "parallel", "seed", "dataset"} <= set(request)
+    assert request["max_trials"]["maximum"] == 500 and request["strategy"]["allOf"][0]["$ref"].endswith("/StrategyEnum")
+    run = doc["components"]["schemas"]["RunList"]["properties"]
+    assert run["sweep"]["nullable"] is True and run["trial"]["type"] == "integer"
