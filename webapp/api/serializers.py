@@ -267,7 +267,7 @@ class RunSerializer(RunListSerializer):
         return {key: _url(request, name, run.pk) for key, name in names.items()}
 
 
-class TrialRequestSerializer(serializers.Serializer):
+class RunFieldsSerializer(serializers.Serializer):
     """What a run request and a sweep request both name: the team, dataset, template, cluster and the
     resources of one run (a sweep's: of each of its trials)."""
 
@@ -302,7 +302,7 @@ class TrialRequestSerializer(serializers.Serializer):
         return cluster
 
 
-class RunSubmitSerializer(TrialRequestSerializer):
+class RunSubmitSerializer(RunFieldsSerializer):
     """A run request. Resource fields default to the run form's initial values; `hyperparameters`
     holds the template's values (missing ones take the template defaults, see /api/templates/)."""
 
@@ -616,7 +616,7 @@ class SpaceField(serializers.DictField):
     """The search space: an object, its entries checked against the template by sweeps.space.clean."""
 
 
-class SweepSubmitSerializer(TrialRequestSerializer):
+class SweepSubmitSerializer(RunFieldsSerializer):
     """A sweep request: a run request's fields (each trial's dataset, template, cluster, resources;
     `hyperparameters` are the fixed ones) and the search. Checked like a run request and then by
     webapp/sweeps/services.create_sweep; refusals name the field (`space.<hyperparameter>`, `parallel`)."""
