@@ -297,12 +297,17 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "webapp.api.parsers.JSONParser",  # DRF's, with a bound on nesting
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "webapp.api.errors.handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Sparkdeck API",
-    "DESCRIPTION": "Runs, metrics, logs, predictions, artifacts and datasets of your teams. See docs/api.md.",
+    "DESCRIPTION": "Runs, sweeps, metrics, logs, predictions, artifacts and datasets of your teams. See docs/api.md.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
@@ -318,6 +323,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "webapp.runs.states.Status",
         "DatasetStatusEnum": "webapp.datasets.states.Status",
+        "SweepStatusEnum": "webapp.sweeps.states.SweepStatus",
+        "TrialStatusEnum": "webapp.sweeps.states.TrialState",
     },
 }
 

@@ -19,13 +19,22 @@ from hypothesis import HealthCheck, settings
 from webapp.api import tokens
 from webapp.datasets.models import Dataset
 from webapp.runs.models import MetricPoint, Run
+from webapp.sweeps.models import Sweep, Trial, TrialEpoch
 
 # A few in the suite; a longer search sets FUZZ_EXAMPLES (e.g. 200).
 EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "6"))
 # Schema-valid requests these operations refuse (400) for what no schema can say: a team, dataset or
 # cluster id that is not among yours, a cursor made for another sort, an expression's grammar, a file's
 # contents, a class index past the run's classes. Everywhere else valid data must be accepted.
-STATEFUL_VALIDATION = ["runs_list", "datasets_list", "runs_submit", "datasets_upload", "runs_predictions"]
+STATEFUL_VALIDATION = [
+    "runs_list",
+    "datasets_list",
+    "runs_submit",
+    "datasets_upload",
+    "runs_predictions",
+    "sweeps_list",
+    "sweeps_create",
+]
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 SCHEMA = SchemaGenerator().get_schema(request=None, public=True)
 schema = schemathesis.openapi.from_dict(
@@ -47,21 +56,22 @@ schema = schemathesis.openapi.from_dict(
 
 @pytest.fixture
 def queued(monkeypatch):
-    """Runs and datasets accepted by the API are handed to Celery on commit: recorded here, not sent
-    (no worker in this test; what is tested is the HTTP layer)."""
+    """Runs, datasets and sweeps accepted by the API are handed to Celery on commit: recorded here, not
+    sent (no worker in this test; what is tested is the HTTP layer)."""
     from webapp.datasets.tasks import convert_dataset
     from webapp.runs.tasks import submit_run
+    from webapp.sweeps.tasks import advance_sweep
 
     sent = []
-    for task in (submit_run, convert_dataset):
+    for task in (submit_run, convert_dataset, advance_sweep):
         monkeypatch.setattr(task, "delay", lambda *args, _name=task.name: sent.append((_name, args)))
     return sent
 
 
 @pytest.fixture
 def world(live_server, alice, bob, cluster, queued):
-    """alice's API token and her team's objects: a READY dataset and a finished run with logs, metrics, a
-    model and predictions; bob's team exists too."""
+    """alice's API token and her team's objects: a READY dataset, a finished run with logs, metrics, a
+    model and predictions, and a running sweep with a finished and a queued trial; bob's team exists too."""
     user, team = alice
     dataset = Dataset.objects.create(
         team=team, name="digits", status=Dataset.Status.READY, shape=[8, 8, 1], num_classes=10, source_format="npz"
@@ -81,7 +91,32 @@ def world(live_server, alice, bob, cluster, queued):
         MetricPoint(run=run, name="loss", executor="0", step=s, epoch=s // 5, value=1 / (s + 1), wall_time=1.7e9 + s)
         for s in range(20)
     )
-    return {"key": tokens.issue(user), "run": run.pk, "dataset": dataset.pk}
+    sweep = _sweep(user, team, dataset, cluster, run)
+    return {"key": tokens.issue(user), "run": run.pk, "dataset": dataset.pk, "sweep": sweep.pk}
+
+
+def _sweep(user, team, dataset, cluster, finished_run):
+    """Trial 0 is the finished run (its epochs judged), trial 1 still queued: cancelling has a run to stop."""
+    sweep = Sweep.objects.create(
+        team=team,
+        created_by=user,
+        name="fuzzed sweep",
+        dataset=dataset,
+        cluster=cluster,
+        template="cnn",
+        space={"learning_rate": {"type": "range", "low": 0.0001, "high": 0.1, "log": True}},
+        base_hyperparameters={"epochs": 2, "validation_split": 0.1},
+        pruner="median",
+    )
+    done = Trial.objects.create(
+        sweep=sweep, number=0, run=finished_run, params={"learning_rate": 0.001}, status="COMPLETE", value=0.9
+    )
+    TrialEpoch.objects.create(trial=done, epoch=1, value=0.9, decision="continue")
+    queued = Run.objects.create(
+        team=team, created_by=user, dataset=dataset, cluster=cluster, name="fuzzed trial 1", template="cnn"
+    )
+    Trial.objects.create(sweep=sweep, number=1, run=queued, params={"learning_rate": 0.01})
+    return sweep
 
 
 def _write_run_files(d):
@@ -106,14 +141,15 @@ def _write_run_files(d):
 
 
 def _aim_at_real_objects(case, world):
-    """Valid (positive) cases name alice's own run or dataset and existing logs: random ids only ever
-    reach 404. Invalid cases keep what was generated."""
+    """Valid (positive) cases name alice's own run, dataset or sweep and existing logs: random ids only
+    ever reach 404. Invalid cases keep what was generated."""
     meta = case.meta
     if not case.path_parameters or meta is None or not meta.generation.mode.is_positive:
         return
     p = case.path_parameters
     if "id" in p:
-        p["id"] = world["dataset"] if case.path.startswith("/api/datasets/") else world["run"]
+        kind = case.path.split("/")[2]
+        p["id"] = {"datasets": world["dataset"], "sweeps": world["sweep"]}.get(kind, world["run"])
     if "stream" in p:
         p["source"], p["stream"] = "0", ("stdout", "stderr")[len(str(p["stream"])) % 2]
     elif "source" in p:

@@ -2,8 +2,8 @@
 
 - Reading: any member of the object's team (viewer included). Another team's object is 404, never
   403, so ids do not reveal what exists.
-- Submitting runs, uploading datasets, cancelling runs: owner, admin, member (`can_submit`), as on
-  the pages (the run page's Cancel button is offered to every submitter of the team).
+- Submitting runs and sweeps, uploading datasets, cancelling runs and sweeps: owner, admin, member
+  (`can_submit`), as on the pages (the run page's Cancel button is offered to every submitter of the team).
 - Editing a run (name, tags, notes, star, archive): `can_edit_run` (owner/admin any run of the team,
   a member their own runs).
 """
@@ -15,9 +15,16 @@ from webapp import params
 from webapp.accounts.services import can_edit_run, can_submit, teams_for
 from webapp.datasets.models import Dataset
 from webapp.runs.models import Run
+from webapp.sweeps.models import Sweep
+from webapp.sweeps.services import with_trial_counts
 
 VIEWER_MESSAGE = "Viewers cannot {what}; ask a team owner or admin for the member role."
 EDIT_MESSAGE = "You can edit only your own runs (owners and admins: any run of the team)."
+
+
+# What a run's representation reads with it; its trial (sweep id, number) without the trial's JSON.
+RUN_RELATED = ("team", "dataset", "cluster", "created_by", "sweep_trial")
+RUN_TRIAL_DEFER = ("sweep_trial__params", "sweep_trial__system_attrs", "sweep_trial__status_reason")
 
 
 def visible_runs(user):
@@ -25,7 +32,7 @@ def visible_runs(user):
 
 
 def team_run(user, pk) -> Run:
-    run = visible_runs(user).select_related("team", "dataset", "cluster", "created_by").filter(pk=pk).first()
+    run = visible_runs(user).select_related(*RUN_RELATED).defer(*RUN_TRIAL_DEFER).filter(pk=pk).first()
     if run is None:
         raise NotFound("No such run.")
     return run
@@ -36,6 +43,19 @@ def team_dataset(user, pk) -> Dataset:
     if ds is None:
         raise NotFound("No such dataset.")
     return ds
+
+
+def visible_sweeps(user):
+    """The user's teams' sweeps, with what their representation reads (trial counts included)."""
+    qs = Sweep.objects.for_user(user).select_related("team", "dataset", "cluster", "created_by")
+    return with_trial_counts(qs)
+
+
+def team_sweep(user, pk) -> Sweep:
+    sweep = visible_sweeps(user).filter(pk=pk).first()
+    if sweep is None:
+        raise NotFound("No such sweep.")
+    return sweep
 
 
 def require_submit(user, team, what: str) -> None:

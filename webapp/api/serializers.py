@@ -17,6 +17,9 @@ from webapp.runs import analysis, artifacts, metrics
 from webapp.runs.artifacts import MAX_CHUNK
 from webapp.runs.models import MAX_TAG_LENGTH, MAX_TAGS, Run
 from webapp.runs.views import X_LIMIT
+from webapp.sweeps import services as sweep_services
+from webapp.sweeps import space as search_space
+from webapp.sweeps.models import Sweep, Trial, TrialEpoch
 
 MAX_INT = params.MAX_INT32  # PostgreSQL integer columns
 WIDEST_INT = 10**20 - 1  # what an integer field reads at all; its own range then says whether it fits
@@ -86,6 +89,14 @@ class RefSerializer(serializers.Serializer):
     name = serializers.CharField()
 
 
+def _trial_of(run) -> Trial | None:
+    # Read with the run (select_related("sweep_trial")): a run that is no trial costs no query either.
+    try:
+        return run.sweep_trial
+    except Trial.DoesNotExist:
+        return None
+
+
 class RunListSerializer(serializers.ModelSerializer):
     """A run as the run table lists it (no hyperparameters, result or logs: see the detail)."""
 
@@ -98,6 +109,8 @@ class RunListSerializer(serializers.ModelSerializer):
     terminal = serializers.BooleanField(
         source="is_terminal", read_only=True, help_text="The run has ended (SUCCEEDED, FAILED or CANCELLED)."
     )
+    sweep = serializers.SerializerMethodField()
+    trial = serializers.SerializerMethodField()
 
     class Meta:
         model = Run
@@ -134,12 +147,24 @@ class RunListSerializer(serializers.ModelSerializer):
             "submitted_at",
             "started_at",
             "finished_at",
+            "sweep",
+            "trial",
         ]
         read_only_fields = fields
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_url(self, run) -> str:
         return _url(self.context.get("request"), "api:run-detail", run.pk)
+
+    @extend_schema_field({"type": "integer", "nullable": True, "description": "The sweep this run is a trial of."})
+    def get_sweep(self, run) -> int | None:
+        trial = _trial_of(run)
+        return trial.sweep_id if trial else None
+
+    @extend_schema_field({"type": "integer", "nullable": True, "description": "Its trial number in that sweep."})
+    def get_trial(self, run) -> int | None:
+        trial = _trial_of(run)
+        return trial.number if trial else None
 
 
 class RunLinksSerializer(serializers.Serializer):
@@ -242,9 +267,9 @@ class RunSerializer(RunListSerializer):
         return {key: _url(request, name, run.pk) for key, name in names.items()}
 
 
-class RunSubmitSerializer(serializers.Serializer):
-    """A run request. Resource fields default to the run form's initial values; `hyperparameters`
-    holds the template's values (missing ones take the template defaults, see /api/templates/)."""
+class RunFieldsSerializer(serializers.Serializer):
+    """What a run request and a sweep request both name: the team, dataset, template, cluster and the
+    resources of one run (a sweep's: of each of its trials)."""
 
     team = TeamRefField(
         required=False,
@@ -275,6 +300,11 @@ class RunSubmitSerializer(serializers.Serializer):
         if cluster is None:
             raise serializers.ValidationError("No such cluster.")
         return cluster
+
+
+class RunSubmitSerializer(RunFieldsSerializer):
+    """A run request. Resource fields default to the run form's initial values; `hyperparameters`
+    holds the template's values (missing ones take the template defaults, see /api/templates/)."""
 
 
 # Run.set_tags' rule (webapp/runs/models.py normalize_tags) as the schema says it: blanks around a tag
@@ -554,6 +584,208 @@ class TemplateSerializer(serializers.Serializer):
     description = serializers.CharField()
     layouts = serializers.ListField(child=serializers.CharField())
     params = TemplateParamSerializer(many=True)
+
+
+# ---------------------------------------------------------------- sweeps
+
+SPACE_SCHEMA = {
+    "type": "object",
+    "description": "One entry per hyperparameter (docs/sweeps.md): "
+    '{"type": "fixed", "value": 5}, {"type": "choice", "values": ["adam", "sgd"]} or '
+    '{"type": "range", "low": 0.0001, "high": 0.1, "log": true} (int ranges: "step"; a grid over a '
+    'float range: "points"). At least one entry must vary.',
+    "additionalProperties": {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"type": "string", "enum": list(search_space.ENTRY_TYPES)},
+            "value": {},
+            "values": {"type": "array", "minItems": 1, "maxItems": search_space.MAX_CHOICES, "items": {}},
+            "low": {},
+            "high": {},
+            "log": {"type": "boolean"},
+            "step": {},
+            "points": {"type": "integer", "minimum": 2, "maximum": search_space.MAX_GRID_POINTS},
+        },
+    },
+}
+
+
+@extend_schema_field(SPACE_SCHEMA)
+class SpaceField(serializers.DictField):
+    """The search space: an object, its entries checked against the template by sweeps.space.clean."""
+
+
+class SweepSubmitSerializer(RunFieldsSerializer):
+    """A sweep request: a run request's fields (each trial's dataset, template, cluster, resources;
+    `hyperparameters` are the fixed ones) and the search. Checked like a run request and then by
+    webapp/sweeps/services.create_sweep; refusals name the field (`space.<hyperparameter>`, `parallel`)."""
+
+    space = SpaceField()
+    strategy = serializers.ChoiceField(choices=Sweep.Strategy.choices, default=Sweep.Strategy.RANDOM)
+    objective = serializers.ChoiceField(choices=Sweep.Objective.choices, default=Sweep.Objective.VAL_ACCURACY)
+    pruner = serializers.ChoiceField(choices=Sweep.Pruner.choices, default=Sweep.Pruner.NONE)
+    pruner_startup_trials = StrictIntegerField(
+        min_value=0,
+        max_value=search_space.MAX_TRIALS,
+        default=2,
+        help_text="Median: trials that finish before any is pruned.",
+    )
+    pruner_warmup_epochs = StrictIntegerField(
+        min_value=0, max_value=500, default=1, help_text="Epochs never pruned in (ASHA: its first rung)."
+    )
+    max_trials = StrictIntegerField(min_value=1, max_value=search_space.MAX_TRIALS, default=10)
+    parallel = StrictIntegerField(
+        min_value=1, max_value=search_space.MAX_TRIALS, default=2, help_text="Trials at once."
+    )
+    seed = StrictIntegerField(min_value=0, max_value=MAX_INT, default=42)
+
+
+class TrialCountsSerializer(serializers.Serializer):
+    RUNNING = serializers.IntegerField()
+    COMPLETE = serializers.IntegerField()
+    PRUNED = serializers.IntegerField()
+    FAIL = serializers.IntegerField()
+
+
+class BestTrialSerializer(serializers.ModelSerializer):
+    run = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    test_accuracy = serializers.SerializerMethodField(help_text="Its run's accuracy on the test split.")
+
+    class Meta:
+        model = Trial
+        fields = ["number", "value", "params", "run", "test_accuracy"]
+        read_only_fields = fields
+
+    def get_test_accuracy(self, trial) -> float | None:
+        return trial.run.test_accuracy if trial.run else None
+
+
+class SweepLinksSerializer(serializers.Serializer):
+    trials = serializers.URLField()
+    cancel = serializers.URLField()
+
+
+class SweepSerializer(serializers.ModelSerializer):
+    """A sweep as its list shows it."""
+
+    url = serializers.SerializerMethodField()
+    team = TeamSerializer(read_only=True)
+    dataset = RefSerializer(read_only=True)
+    cluster = RefSerializer(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    terminal = serializers.BooleanField(source="is_terminal", read_only=True)
+    hyperparameters = serializers.JSONField(
+        source="base_hyperparameters", read_only=True, help_text="What every trial starts from."
+    )
+    budget = serializers.SerializerMethodField(help_text="Trials the sweep makes: max_trials, or a smaller grid.")
+    trial_counts = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Sweep
+        fields = [
+            "id",
+            "url",
+            "name",
+            "team",
+            "status",
+            "terminal",
+            "status_reason",
+            "waiting_reason",
+            "template",
+            "dataset",
+            "cluster",
+            "space",
+            "hyperparameters",
+            "strategy",
+            "objective",
+            "pruner",
+            "pruner_startup_trials",
+            "pruner_warmup_epochs",
+            "max_trials",
+            "budget",
+            "parallel",
+            "seed",
+            "num_executors",
+            "executor_cores",
+            "executor_memory_mb",
+            "gpus_per_executor",
+            "input_mode",
+            "trial_counts",
+            "created_by",
+            "created_at",
+            "finished_at",
+            "links",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, sweep) -> str:
+        return _url(self.context.get("request"), "api:sweep-detail", sweep.pk)
+
+    def get_budget(self, sweep) -> int:
+        return sweep_services.budget(sweep, sweep.strategy, sweep.max_trials)
+
+    @extend_schema_field(TrialCountsSerializer)
+    def get_trial_counts(self, sweep) -> dict:
+        return sweep_services.trial_counts(sweep)
+
+    @extend_schema_field(SweepLinksSerializer)
+    def get_links(self, sweep) -> dict:
+        request = self.context.get("request")
+        names = {"trials": "api:sweep-trials", "cancel": "api:sweep-cancel"}
+        return {key: _url(request, name, sweep.pk) for key, name in names.items()}
+
+
+class SweepDetailSerializer(SweepSerializer):
+    """One sweep, with its best trial so far."""
+
+    best_trial = serializers.SerializerMethodField(
+        help_text="The finished trial with the best objective (pruned trials never count); null until one finished."
+    )
+
+    class Meta(SweepSerializer.Meta):
+        fields = [*SweepSerializer.Meta.fields, "best_trial"]
+        read_only_fields = fields
+
+    @extend_schema_field(BestTrialSerializer(allow_null=True))
+    def get_best_trial(self, sweep) -> dict | None:
+        best = sweep_services.best_finished_trial(sweep)
+        return BestTrialSerializer(best).data if best else None
+
+
+class TrialEpochSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrialEpoch
+        fields = ["epoch", "value", "decision"]
+        read_only_fields = fields
+
+
+class TrialSerializer(serializers.ModelSerializer):
+    """One trial: what Optuna chose, its objective, how far it ran, and the pruner's word per epoch."""
+
+    run = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    run_status = serializers.CharField(read_only=True, allow_null=True, help_text="Its run's status.")
+    epochs = TrialEpochSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Trial
+        fields = [
+            "number",
+            "status",
+            "status_reason",
+            "params",
+            "value",
+            "epochs_run",
+            "pruned_at_epoch",
+            "run",
+            "run_status",
+            "epochs",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -12,7 +12,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
@@ -33,9 +33,12 @@ from webapp.runs.errors import RunRequestError
 from webapp.runs.models import Run
 from webapp.runs.services import create_run
 from webapp.runs.states import IllegalTransition, StaleStatus
+from webapp.sweeps import services as sweep_services
+from webapp.sweeps.services import SweepRequestError
 
 from . import permissions as perms
 from . import serializers as s
+from .parsers import JSONParser
 
 NOT_FOUND = OpenApiResponse(description="Not one of your teams' objects (or no such file).")
 FORBIDDEN = OpenApiResponse(description="Your role does not allow this.")
@@ -77,11 +80,56 @@ def _body(request) -> Mapping:
     return request.data
 
 
+def _request_error(exc: RunRequestError) -> ValidationError:
+    """A refused run or sweep request as the API's 400: each field with its service's message."""
+    return ValidationError({k: [str(v)] for k, v in exc.errors.items()})
+
+
 def _filter_error(exc: filters.FilterError) -> ValidationError:
     message = exc.message
     if exc.param and message.startswith(f"{exc.param}: "):
         message = message[len(exc.param) + 2 :]
     return _bad(exc.param, message)
+
+
+class NumberedPages(PageNumberPagination):
+    """Pages by number; `page` and `size` are parsed strictly (400), a page past the end is 404."""
+
+    page_size = 100
+    page_size_query_param = "size"
+    max_page_size = 500
+    max_page = params.MAX_INT32
+
+    def get_page_size(self, request):
+        q = request.query_params
+        return params.int_param(
+            q, "size", min_value=1, max_value=self.max_page_size, default=self.page_size, blank_is_absent=False
+        )
+
+    def get_page_number(self, request, paginator):
+        q = request.query_params
+        return params.int_param(q, "page", min_value=1, max_value=self.max_page, default=1, blank_is_absent=False)
+
+
+def _page_params(what: str) -> list[OpenApiParameter]:
+    return [
+        OpenApiParameter("page", _bounded(1, NumberedPages.max_page), description="Page number (default 1)."),
+        OpenApiParameter(
+            "size",
+            _bounded(1, NumberedPages.max_page_size),
+            description=f"{what} per page (default {NumberedPages.page_size}).",
+        ),
+    ]
+
+
+def _paged(view, request, queryset, serializer_class) -> Response:
+    """One page of `queryset` (view.pagination_class): {"count", "next", "previous", "results"}."""
+    pager = view.pagination_class()
+    items = pager.paginate_queryset(queryset, request, view=view)
+    return pager.get_paginated_response(serializer_class(items, many=True, context={"request": request}).data)
+
+
+TEAM_PARAM = OpenApiParameter("team", str, description="A team id or slug (default: all your teams).")
 
 
 # ---------------------------------------------------------------- runs
@@ -127,8 +175,8 @@ class RunListView(APIView):
         teams = perms.teams_param(request.user, params.get("team"))
         qs = (
             Run.objects.filter(team__in=teams)
-            .select_related("team", "dataset", "cluster", "created_by")
-            .defer(*TABLE_DEFER)
+            .select_related(*perms.RUN_RELATED)
+            .defer(*TABLE_DEFER, *perms.RUN_TRIAL_DEFER)
         )
         try:
             qs = filters.filter_runs(qs, params)
@@ -177,7 +225,7 @@ class RunListView(APIView):
                 gpus_per_executor=d["gpus_per_executor"],
             )
         except RunRequestError as exc:
-            raise ValidationError({k: [str(v)] for k, v in exc.errors.items()}) from None
+            raise _request_error(exc) from None
         run = perms.team_run(request.user, run.pk)
         body = s.RunSerializer(run, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
@@ -477,30 +525,101 @@ class RunTensorboardView(DownloadView):
         )
 
 
+# ---------------------------------------------------------------- sweeps
+
+
+class SweepListView(APIView):
+    parser_classes = [JSONParser]
+    pagination_class = NumberedPages
+
+    @extend_schema(
+        operation_id="sweeps_list",
+        parameters=[TEAM_PARAM, *_page_params("Sweeps")],
+        responses={200: s.SweepSerializer(many=True), 400: BAD, 404: PAST_THE_END},
+    )
+    def get(self, request):
+        """Your teams' sweeps, newest first, with their trials per state."""
+        teams = perms.teams_param(request.user, request.query_params.get("team"))
+        # Ordered here: a query that counts (the trial counts) does not take Meta.ordering.
+        qs = perms.visible_sweeps(request.user).filter(team__in=teams).order_by("-created_at", "-id")
+        return _paged(self, request, qs, s.SweepSerializer)
+
+    @extend_schema(
+        operation_id="sweeps_create",
+        request=s.SweepSubmitSerializer,
+        responses={201: s.SweepDetailSerializer, 400: BAD, 403: FORBIDDEN},
+    )
+    def post(self, request):
+        """Start a sweep: checked like a run request (every trial is one) and for its search; accepted
+        sweeps are RUNNING, and a worker makes their first trials (QUEUED runs) right after."""
+        data = _body(request)
+        team = perms.write_team(request, data.get("team"))
+        perms.require_submit(request.user, team, "start sweeps")
+        ser = s.SweepSubmitSerializer(data=data, context={"request": request})
+        ser.is_valid(raise_exception=True)
+        fields = {k: v for k, v in ser.validated_data.items() if k != "team"}
+        try:
+            sweep = sweep_services.create_sweep(team=team, user=request.user, **fields)
+        except SweepRequestError as exc:
+            raise _request_error(exc) from None
+        sweep = perms.team_sweep(request.user, sweep.pk)
+        body = s.SweepDetailSerializer(sweep, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
+
+
+class SweepDetailView(APIView):
+    @extend_schema(operation_id="sweeps_retrieve", responses={200: s.SweepDetailSerializer, 404: NOT_FOUND})
+    def get(self, request, pk):
+        sweep = perms.team_sweep(request.user, pk)
+        return Response(s.SweepDetailSerializer(sweep, context={"request": request}).data)
+
+
+class SweepCancelView(APIView):
+    @extend_schema(
+        operation_id="sweeps_cancel",
+        request=None,
+        responses={
+            200: s.SweepDetailSerializer,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: OpenApiResponse(description="The sweep has already ended."),
+        },
+    )
+    def post(self, request, pk):
+        """Cancel a sweep: no trial is made after this, and its trials' active runs are cancelled."""
+        sweep = perms.team_sweep(request.user, pk)
+        perms.require_submit(request.user, sweep.team, "cancel sweeps")
+        if sweep.is_terminal:
+            raise Conflict(f"Sweep {sweep.pk} already ended ({sweep.status}).")
+        try:
+            sweep_services.cancel(sweep, by=request.user.username)
+        except (StaleStatus, IllegalTransition):
+            sweep.refresh_from_db()
+            raise Conflict(f"Sweep {sweep.pk} is now {sweep.status}.") from None
+        sweep = perms.team_sweep(request.user, pk)
+        return Response(s.SweepDetailSerializer(sweep, context={"request": request}).data)
+
+
+class SweepTrialsView(APIView):
+    pagination_class = NumberedPages
+
+    @extend_schema(
+        operation_id="sweeps_trials",
+        parameters=_page_params("Trials"),
+        responses={200: s.TrialSerializer(many=True), 400: BAD, 404: NOT_FOUND},
+    )
+    def get(self, request, pk):
+        """The sweep's trials by number: parameters, objective, epochs run, and each epoch's value and
+        the pruner's decision."""
+        sweep = perms.team_sweep(request.user, pk)
+        return _paged(self, request, sweep_services.trials_with_epochs(sweep), s.TrialSerializer)
+
+
 # ---------------------------------------------------------------- datasets
 
 
-class DatasetPages(PageNumberPagination):
-    """Pages by number; `page` and `size` are parsed strictly (400), a page past the end is 404."""
-
-    page_size = 100
-    page_size_query_param = "size"
-    max_page_size = 500
-    max_page = params.MAX_INT32
-
-    def get_page_size(self, request):
-        q = request.query_params
-        return params.int_param(
-            q, "size", min_value=1, max_value=self.max_page_size, default=self.page_size, blank_is_absent=False
-        )
-
-    def get_page_number(self, request, paginator):
-        q = request.query_params
-        return params.int_param(q, "page", min_value=1, max_value=self.max_page, default=1, blank_is_absent=False)
-
-
 DATASET_FILTERS = [
-    OpenApiParameter("team", str, description="A team id or slug (default: all your teams)."),
+    TEAM_PARAM,
     OpenApiParameter("status", str, description="Statuses, comma-separated (UPLOADED, CONVERTING, READY, ...)."),
     OpenApiParameter(
         "archived",
@@ -513,7 +632,7 @@ DATASET_FILTERS = [
 
 class DatasetListView(APIView):
     parser_classes = [MultiPartParser, FormParser]
-    pagination_class = DatasetPages  # read by drf-spectacular too: the list is documented as paginated
+    pagination_class = NumberedPages  # read by drf-spectacular too: the list is documented as paginated
 
     def initialize_request(self, request, *args, **kwargs):
         # Before anything reads the body (the session's CSRF check may): count the upload's bytes.
@@ -525,15 +644,7 @@ class DatasetListView(APIView):
 
     @extend_schema(
         operation_id="datasets_list",
-        parameters=[
-            *DATASET_FILTERS,
-            OpenApiParameter("page", _bounded(1, DatasetPages.max_page), description="Page number (default 1)."),
-            OpenApiParameter(
-                "size",
-                _bounded(1, DatasetPages.max_page_size),
-                description=f"Datasets per page (default {DatasetPages.page_size}).",
-            ),
-        ],
+        parameters=[*DATASET_FILTERS, *_page_params("Datasets")],
         responses={200: s.DatasetSerializer(many=True), 400: BAD, 404: PAST_THE_END},
     )
     def get(self, request):
@@ -552,9 +663,7 @@ class DatasetListView(APIView):
             if unknown:
                 raise _bad("status", f"Unknown status {unknown[0][:30]!r}; one of {', '.join(Dataset.Status.values)}.")
             qs = qs.filter(status__in=[w.upper() for w in wanted])
-        pager = self.pagination_class()
-        items = pager.paginate_queryset(qs, request, view=self)
-        return pager.get_paginated_response(s.DatasetSerializer(items, many=True, context={"request": request}).data)
+        return _paged(self, request, qs, s.DatasetSerializer)
 
     @extend_schema(
         operation_id="datasets_upload",

@@ -13,6 +13,7 @@ import math
 
 import optuna
 from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Prefetch, Q
 from optuna.trial import TrialState as OptunaState
 from optuna.trial import create_trial
 
@@ -573,3 +574,35 @@ def summary(sweep: Sweep) -> dict:
             for t in trials
         ],
     }
+
+
+def with_trial_counts(queryset):
+    """Sweeps annotated with their trials per state (count_running, count_complete, ...), in the same
+    query: a list of sweeps shows them without one query per sweep."""
+    return queryset.annotate(
+        **{
+            f"count_{state.lower()}": Count("trials", filter=Q(trials__status=state), distinct=True)
+            for state in TrialState.values
+        }
+    )
+
+
+def trial_counts(sweep: Sweep) -> dict[str, int]:
+    """{state: trials} for every trial state (annotated by with_trial_counts, else counted now)."""
+    if all(hasattr(sweep, f"count_{state.lower()}") for state in TrialState.values):
+        return {state: getattr(sweep, f"count_{state.lower()}") for state in TrialState.values}
+    found = dict(sweep.trials.values_list("status").annotate(n=Count("pk")).order_by())
+    return {state: found.get(state, 0) for state in TrialState.values}
+
+
+def best_finished_trial(sweep: Sweep) -> Trial | None:
+    """best_trial over the finished trials only, read with their runs."""
+    done = sweep.trials.filter(status=TrialState.COMPLETE, value__isnull=False).select_related("run")
+    return best_trial(sweep, done)
+
+
+def trials_with_epochs(sweep: Sweep):
+    """The sweep's trials by number, each with its run's status (run_status) and its epochs in order:
+    two queries for a page of them, however long it is."""
+    epochs = Prefetch("epochs", queryset=TrialEpoch.objects.order_by("epoch"))
+    return sweep.trials.annotate(run_status=F("run__status")).prefetch_related(epochs).order_by("number")
