@@ -12,6 +12,13 @@ from webapp.datasets.ingest.digits import write_digits_npz
 PASSWORD = "pw-for-tests-only"
 
 
+def pytest_configure(config):
+    from django.conf import settings
+
+    # Tests' users are hashed with PBKDF2 at 1,000 iterations (tests/hashers.py); production keeps Django's.
+    settings.PASSWORD_HASHERS = ["tests.hashers.FastPBKDF2PasswordHasher", *settings.PASSWORD_HASHERS]
+
+
 @pytest.fixture
 def make_member(db):
     def make(username, team_name, role="member"):

@@ -1,13 +1,17 @@
 """A new user's walk in a real browser through the real stack (PostgreSQL, Celery on Redis, the loopback
 Spark cluster, its History Server): upload scikit-learn's breast-cancer table as a CSV, see its column
 statistics, train the MLP from the form, watch the validation curves on the run page's chart, read the
-held-out loss, and follow the Spark UI link to the History Server once the run has ended; then the same
-run page at a phone's width, with no sideways scrolling.
+held-out loss, and follow the Spark UI link: the driver's live UI while the run is active, the History
+Server's page for the application (found there from the event log) once it has ended; then the same run
+page at a phone's width, with no sideways scrolling.
 
 With SPARKDECK_SHOTS set, phone-walk-run.png (the phone run page) is also written to that folder."""
 
+import json
 import os
 import re
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,14 @@ VAL_SERIES = (
     "() => { const c = Chart.getChart(document.querySelector('#chart'));"
     " return c && c.data.datasets.some(d => d.label.startsWith('val_accuracy') && d.data.length >= %d); }"
 )
+
+
+def get_json(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return json.load(resp)
+    except (OSError, ValueError):
+        return None
 
 
 def test_table_upload_mlp_run_validation_curves_and_history_link(
@@ -78,6 +90,17 @@ def test_table_upload_mlp_run_validation_curves_and_history_link(
     run = Run.objects.latest("id")
     assert run.template == "mlp" and run.hyperparameters["validation_split"] == 0.1
 
+    # While it runs, the Spark UI link is the driver's own UI.
+    deadline = time.time() + 300
+    while True:
+        run.refresh_from_db()
+        if run.status == Run.Status.RUNNING and run.spark_ui_url:
+            break
+        assert not run.is_terminal and time.time() < deadline, (run.status, run.status_reason)
+        time.sleep(0.3)
+    live = owner.get(reverse("run_live", args=[run.pk])).json()
+    assert (live["ui_url"], live["ui_kind"]) == (run.spark_ui_url, "live")
+
     # The validation curves appear on the chart while it trains, beside the training curves.
     page.wait_for_function(VAL_SERIES % 1, timeout=300_000)
     run, _ = wait_terminal(run.pk, 420, celery_worker)
@@ -87,6 +110,18 @@ def test_table_upload_mlp_run_validation_curves_and_history_link(
     val = MetricPoint.objects.filter(run=run, name="val_accuracy").order_by("epoch")
     assert [p.epoch for p in val] == list(range(1, 21)) and {p.executor for p in val} == {"0"}
     assert val.last().value >= 0.9 and len(run.result["history"]["val_loss"]) == 20
+
+    # Its event log (a file, or with Spark 4's rolling logs a directory eventlog_v2_<app id>/), which the
+    # History Server finds on its next scan (every 2 s here).
+    app_id = run.spark_app_id
+    logs = [p.name for p in history_server.event_log_dir.iterdir()]
+    assert app_id.startswith("app-") and any(name.endswith(app_id) for name in logs), logs
+    api = f"{history_server.history_url}/api/v1/applications/{app_id}"
+    deadline = time.time() + 60
+    while not ((app := get_json(api)) and app.get("attempts") and app["attempts"][0].get("completed")):
+        assert time.time() < deadline, f"the History Server does not know {app_id} as completed: {app}"
+        time.sleep(1)
+    assert app["id"] == app_id and app["name"] == f"sparkdeck-run-{run.pk}"
 
     # After the run, without a reload: the held-out loss and the History Server's page for the app.
     history = f"{history_server.history_url}/history/{run.spark_app_id}/"
@@ -98,6 +133,12 @@ def test_table_upload_mlp_run_validation_curves_and_history_link(
     assert {"val_loss (validation)", "val_accuracy (validation)"} <= set(labels), labels
     assert any(label.startswith("epoch_loss") for label in labels)
     screenshot("walk-mlp-run")
+    html = owner.get(run.get_absolute_url()).content.decode()
+    assert f'href="{history}"' in html and f'href="{run.spark_ui_url}"' not in html
+    live = owner.get(reverse("run_live", args=[run.pk])).json()
+    assert (live["ui_url"], live["ui_kind"]) == (history, "history")
+    with urllib.request.urlopen(history, timeout=30) as resp:  # the application's UI, replayed from its log
+        assert resp.status == 200 and f"sparkdeck-run-{run.pk}" in resp.read().decode(errors="replace")
 
     # The same run page on a phone: everything there, nothing past the right edge.
     log_in_at(phone_page, base + run.get_absolute_url())

@@ -129,7 +129,9 @@ def test_lstm_on_a_sequence_dataset(owner, tmp_path, loopback_cluster, celery_wo
                                            "cluster": loopback_cluster.pk, "num_executors": 2, "executor_cores": 1,
                                            "executor_memory_mb": 1536})  # fmt: skip
     assert resp.status_code == 400 and "sequence data" in resp.content.decode()
+    # The LSTM's real path (on image rows as time steps too: tests/jobs/test_templates.py builds that).
     run = submit(owner, ds, loopback_cluster, template="lstm", hp_lstm_epochs="8", hp_lstm_hidden_units="32")
     run = succeeded(run.pk, celery_worker)
     assert run.test_accuracy >= 0.85, run.test_accuracy
-    assert run.result["template"] == "lstm"
+    assert run.result["template"] == "lstm" and run.hyperparameters["hidden_units"] == 32
+    assert set(MetricPoint.objects.filter(run=run).values_list("executor", flat=True)) == {"0", "1"}

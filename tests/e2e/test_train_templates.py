@@ -109,17 +109,3 @@ def test_unreachable_cluster_is_refused_at_once_with_a_clear_reason(alice, digit
     page = resp.content.decode()
     assert "nowhere is not reachable" in page and "127.0.0.1:9" in page
     assert Run.objects.count() == before  # nothing stored, nothing sent
-
-
-def test_lstm_trains_end_to_end(alice, digits_dataset, loopback_cluster, celery_worker):
-    """The LSTM template (image rows as time steps) through the same real path."""
-    owner = Client()
-    owner.force_login(alice[0])
-    run = submit(
-        owner, digits_dataset, loopback_cluster, template="lstm", hp_lstm_epochs="12", hp_lstm_hidden_units="64"
-    )
-    run, _ = wait_terminal(run.pk, 420, celery_worker)
-    assert run.status == Run.Status.SUCCEEDED, f"{run.status_reason}\n{run.status_detail}"
-    assert run.result["template"] == "lstm" and run.hyperparameters["hidden_units"] == 64
-    assert run.test_accuracy >= 0.90, run.test_accuracy
-    assert len(set(MetricPoint.objects.filter(run=run).values_list("executor", flat=True))) == 2

@@ -130,3 +130,18 @@ def test_plain_http_login_works_as_in_make_run(client, alice, settings):
     resp = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
     assert resp.status_code == 302 and not resp.cookies["sessionid"]["secure"]
     assert client.get(reverse("dashboard")).status_code == 200
+
+
+def test_production_hashes_passwords_at_django_s_iteration_count_and_verifies_the_tests_hashes():
+    """The suite hashes its users cheaply (tests/conftest.py); the product's settings keep Django's
+    PBKDF2 and still verify such a hash, which the stack's own processes meet."""
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher, check_password, make_password
+
+    from webapp import settings as product
+
+    assert "tests" not in " ".join(getattr(product, "PASSWORD_HASHERS", []))
+    fast = make_password("pw")
+    assert fast.startswith("pbkdf2_sha256$1000$")
+    assert PBKDF2PasswordHasher().verify("pw", fast) and not PBKDF2PasswordHasher().verify("no", fast)
+    assert check_password("pw", fast)
+    assert PBKDF2PasswordHasher.iterations >= 1_000_000

@@ -251,11 +251,11 @@ def test_tpe_and_random_asks_do_not_repeat_after_a_rebuild(make_sweep):
 # --- early stopping ----------------------------------------------------------------------------
 
 
-def median_sweep(make_sweep):
+def median_sweep(make_sweep, warmup=0):
     return make_sweep(
         pruner="median",
         pruner_startup_trials=2,
-        pruner_warmup_epochs=0,
+        pruner_warmup_epochs=warmup,
         trials=[
             {"value": 0.9, "epochs": {1: 0.6, 2: 0.9}},
             {"value": 0.8, "epochs": {1: 0.5, 2: 0.8}},
@@ -275,6 +275,12 @@ def test_the_median_pruner_stops_a_trial_below_the_median_and_the_answer_is_writ
         (1, "continue"),
         (2, "stop"),
     ]
+
+
+def test_warm_up_epochs_are_never_judged(make_sweep):
+    run = median_sweep(make_sweep, warmup=1).trials.get(number=2).run
+    assert services.report_epoch(run, 1, 0.01) == "continue"  # far below the median, but warming up
+    assert services.report_epoch(run, 2, 0.01) == "stop"  # the first epoch judged
 
 
 def test_no_pruner_and_a_diverged_value(make_sweep):

@@ -197,8 +197,9 @@ def _sampler(sweep: Sweep, number: int):
 
 def _pruner(sweep: Sweep):
     if sweep.pruner == Sweep.Pruner.MEDIAN:
+        # Our steps are 1-based epochs: W warm-up epochs are never judged, the first decision is at W + 1.
         return optuna.pruners.MedianPruner(
-            n_startup_trials=sweep.pruner_startup_trials, n_warmup_steps=sweep.pruner_warmup_epochs
+            n_startup_trials=sweep.pruner_startup_trials, n_warmup_steps=sweep.pruner_warmup_epochs + 1
         )
     if sweep.pruner == Sweep.Pruner.ASHA:
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, sweep.pruner_warmup_epochs))
