@@ -359,3 +359,30 @@ def test_rerun_best_without_a_finished_trial_says_so(client_a, make_sweep):
     assert r.redirect_chain[-1][0] == urls(sweep)["detail"]
     assert "no trial has finished yet" in r.content.decode()
     assert Run.objects.count() == before
+
+
+def test_the_form_s_trials_at_once_cap_follows_the_resources_and_the_quota(client_a, client_b, cluster, alice):
+    from webapp.clusters.models import TeamQuota
+
+    url = reverse("sweep_limit")
+    ask = {"cluster": cluster.pk, "num_executors": 1, "executor_cores": 1, "executor_memory_mb": 1024}
+    # The idle loopback cluster (2 workers × 1 core): two one-executor trials, one two-executor trial.
+    one = client_a.get(url, ask).json()
+    assert one["most"] == 2 and "loopback holds 2 run(s)" in one["why"]
+    assert client_a.get(url, {**ask, "num_executors": 2}).json()["most"] == 1
+    TeamQuota.objects.create(cluster=cluster, team=alice[1], max_concurrent_runs=1)
+    quota = client_a.get(url, ask).json()
+    assert quota == {"most": 1, "why": "your team's quota allows 1 run(s)"}
+    assert client_b.get(url, ask).json()["most"] == 2  # another team's quota is not theirs
+    for bad, field in [
+        ({**ask, "num_executors": "²"}, "num_executors"),
+        ({**ask, "executor_memory_mb": "9" * 40}, "executor_memory_mb"),
+        ({**ask, "cluster": "\x00"}, "cluster"),
+        ({**ask, "cluster": 999999}, "cluster: no such cluster"),
+    ]:
+        r = client_a.get(url, bad)
+        assert r.status_code == 400 and field in r.json()["error"], bad
+    anon = Client().get(url, ask)
+    assert anon.status_code in (302, 401)
+    html = client_a.get(reverse("sweep_new")).content.decode()
+    assert f'data-url="{url}"' in html and "js/sweep_form.js" in html

@@ -63,6 +63,33 @@ def _int_field(raw, name: str, low: int, high: int, errors: dict) -> int | None:
     return raw
 
 
+def parallel_limit(team, cluster, ask: preflight.Ask) -> preflight.Parallel:
+    """The most trials of `ask` a sweep may run at once on `cluster`: the team's quota and the cluster's
+    idle capacity (asked live). The form shows it; create_sweep refuses more."""
+    from webapp.clusters import capacity as cluster_capacity
+
+    return preflight.max_parallel(cluster, team, ask, cluster_capacity.live_capacity(cluster))
+
+
+def parallel_limit_query(team, clusters, params) -> dict:
+    """parallel_limit for the form's current values (`params`: the form's fields as strings):
+    {"most": N or 0 (no limit known), "why": text} or {"error": text} for values the form would refuse."""
+    errors: dict = {}
+    cluster_id = _int_field(params.get("cluster"), "cluster", 1, 2**31 - 1, errors)
+    fields = [
+        _int_field(params.get(name), name, low, 10**6, errors)
+        for name, low in (("num_executors", 1), ("executor_cores", 1), ("executor_memory_mb", 1))
+    ]
+    gpus = _int_field(params.get("gpus_per_executor") or "0", "gpus_per_executor", 0, 1024, errors)
+    if errors:
+        return {"error": "; ".join(f"{k}: {v}" for k, v in errors.items())}
+    cluster = clusters.filter(pk=cluster_id).first()
+    if cluster is None:
+        return {"error": "cluster: no such cluster"}
+    limit = parallel_limit(team, cluster, preflight.Ask(*fields, gpus))
+    return {"most": limit.most, "why": limit.why}
+
+
 def budget(sweep_or_space, strategy: str, max_trials: int) -> int:
     """Trials the sweep makes: max_trials, or a smaller grid's size."""
     space = sweep_or_space.space if isinstance(sweep_or_space, Sweep) else sweep_or_space
@@ -143,9 +170,7 @@ def create_sweep(
     if not errors:
         errors.update(preflight.fits_cluster(cluster, ask))
     if not errors and parallel is not None:
-        from webapp.clusters import capacity as cluster_capacity
-
-        limit = preflight.max_parallel(cluster, team, ask, cluster_capacity.live_capacity(cluster))
+        limit = parallel_limit(team, cluster, ask)
         if limit.most and parallel > limit.most:
             errors["parallel"] = f"at most {limit.most} trial(s) at once: {limit.why}."
     if errors:

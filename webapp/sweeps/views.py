@@ -86,6 +86,15 @@ def sweep_new(request):
 
 
 @require_GET
+def sweep_limit(request):
+    """How many trials may run at once for the form's cluster and resources (services.parallel_limit)."""
+    from webapp.clusters.models import Cluster
+
+    answer = services.parallel_limit_query(current_team(request), Cluster.objects.enabled(), request.GET)
+    return JsonResponse(answer, status=400 if "error" in answer else 200)
+
+
+@require_GET
 def sweep_detail(request, pk):
     sweep = _team_sweep(request, pk)
     ctx = {
