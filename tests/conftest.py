@@ -12,6 +12,16 @@ from webapp.datasets.ingest.digits import write_digits_npz
 PASSWORD = "pw-for-tests-only"
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-django's reordering (transactional tests last)
+def pytest_collection_modifyitems(items):
+    # The e2e stack (a real Celery worker and beat on the test database, session-scoped) runs from its
+    # first test to the session's end: its tests go last, so its periodic tasks (reconcile, advancing
+    # sweeps) never meet another test's rows or its flush.
+    e2e = [item for item in items if item.get_closest_marker("e2e")]
+    if e2e:
+        items[:] = [item for item in items if not item.get_closest_marker("e2e")] + e2e
+
+
 def pytest_configure(config):
     from django.conf import settings
 
