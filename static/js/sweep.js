@@ -116,9 +116,39 @@
     return span;
   }
 
+  // Sorting: a click on a header sorts by that column (again: the other way); kept across polls.
+  // Trials without a value sort last either way.
+  let sortKey = "number";
+  let sortDir = 1;
+  function sortValue(t, key) {
+    if (key.startsWith("param:")) return t.params[key.slice(6)];
+    return t[key];
+  }
+  function sorted(trials) {
+    return [...trials].sort((a, b) => {
+      const x = sortValue(a, sortKey), y = sortValue(b, sortKey);
+      const xn = x === null || x === undefined, yn = y === null || y === undefined;
+      if (xn || yn) return xn === yn ? a.number - b.number : xn ? 1 : -1;
+      if (x < y) return -sortDir;
+      if (x > y) return sortDir;
+      return a.number - b.number;
+    });
+  }
+  const heads = document.querySelectorAll("#trials th[data-sort]");
+  heads.forEach((th) => {
+    th.querySelector("button").addEventListener("click", () => {
+      const key = th.dataset.sort;
+      sortDir = key === sortKey ? -sortDir : 1;
+      sortKey = key;
+      heads.forEach((h) => h.removeAttribute("aria-sort"));
+      th.setAttribute("aria-sort", sortDir > 0 ? "ascending" : "descending");
+      drawTable();
+    });
+  });
+
   // The same rows as templates/sweeps/detail.html renders.
   function drawTable() {
-    const rows = data.trials.map((t) => {
+    const rows = sorted(data.trials).map((t) => {
       const tr = document.createElement("tr");
       tr.dataset.trial = t.number;
       if (t.best) tr.className = "best";
@@ -126,13 +156,26 @@
       if (t.best) { const b = document.createElement("b"); b.className = "best-mark"; b.textContent = "★ best"; num.append(" ", b); }
       const st = cell(tr, badge(t.status));
       if (t.pruned_at_epoch) { const s = document.createElement("small"); s.className = "pruned"; s.textContent = `pruned at epoch ${t.pruned_at_epoch}`; st.append(" ", s); }
-      cell(tr, t.params_text).className = "params";
+      for (const v of t.param_cells) cell(tr, v).className = "num";
       cell(tr, fmt(t.value));
       cell(tr, t.epochs_run === null ? "—" : String(t.epochs_run));
+      cell(tr, t.duration_s === null ? "—" : `${Math.round(t.duration_s)} s`);
       if (t.run_id) { const a = document.createElement("a"); a.href = t.run_url; a.textContent = `run ${t.run_id}`; cell(tr, a); } else cell(tr, "—");
       return tr;
     });
     if (rows.length) document.getElementById("trial-rows").replaceChildren(...rows);
+  }
+
+  function drawCounts() {
+    const parts = Object.entries(data.counts).map(([state, n]) => {
+      const span = document.createElement("span");
+      span.className = `count c-${state.toLowerCase()}`;
+      span.textContent = `${n} ${state.toLowerCase()}`;
+      return span;
+    });
+    const box = document.getElementById("counts");
+    box.replaceChildren();
+    parts.forEach((p, i) => { if (i) box.append(" · "); box.append(p); });
   }
 
   function drawStatus() {
@@ -208,6 +251,7 @@
       if (resp.ok) {
         data = await resp.json();
         drawStatus();
+        drawCounts();
         drawTable();
         draw();
       }

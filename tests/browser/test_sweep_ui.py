@@ -96,11 +96,30 @@ def test_the_sweep_page_draws_its_charts_and_follows_the_sweep(live_server, swee
     assert page.locator("#importance-box").is_visible()
     assert {d["label"] for d in chart(page, "importance-chart")} == {"importance"}
     assert page.locator("tr.best").get_attribute("data-trial") == "1"
+    assert page.locator("#counts").inner_text() == "1 running · 3 complete · 1 pruned · 0 fail"
+
+    # Sorting: by the objective (ascending, the trial without a value last), again for descending; by a
+    # parameter's own column.
+    def order():
+        return page.eval_on_selector_all("#trial-rows tr", "rows => rows.map(r => r.dataset.trial)")
+
+    page.click("#trials th[data-sort='value'] button")
+    assert order() == ["2", "3", "0", "1", "4"]
+    page.click("#trials th[data-sort='value'] button")
+    assert order() == ["1", "0", "3", "2", "4"]
+    assert page.get_attribute("#trials th[data-sort='value']", "aria-sort") == "descending"
+    page.click("#trials th[data-sort='param:dropout'] button")
+    assert order() == ["0", "1", "2", "3", "4"]
+    names = page.eval_on_selector_all("#trials th[data-sort^='param:']", "hs => hs.map(h => h.dataset.sort.slice(6))")
+    cells = page.locator("#trial-rows tr[data-trial='2'] td.num").all_inner_texts()
+    assert dict(zip(names, cells, strict=True)) == {"learning_rate": "0.003", "dropout": "0.2"}
+    page.click("#trials th[data-sort='value'] button")  # the objective, descending, kept across polls
 
     # The running trial finishes best: the table, the progress line and the best trial follow.
     Trial.objects.filter(sweep=sweep, number=4).update(status="COMPLETE", value=0.95, epochs_run=3)
     page.wait_for_function("document.getElementById('progress-text').textContent.startsWith('5 of 8')", timeout=6000)
     assert page.locator("tr.best").get_attribute("data-trial") == "4"
+    assert order()[0] == "4"  # the new best heads the sorted table
     assert "Trial 4" in page.locator("#best-text").inner_text()
     Sweep.objects.filter(pk=sweep.pk).update(status="CANCELLED")
     page.wait_for_function("!document.getElementById('cancel-form') || document.getElementById('cancel-form').hidden")

@@ -126,6 +126,8 @@ def test_the_live_json_has_each_trial_with_its_epochs(client_a, finished_sweep):
     assert by_number[3]["status"] == "RUNNING" and by_number[3]["value"] is None
     assert by_number[3]["run_url"] == f"/runs/{runs[3]}/"
     assert by_number[2]["params"] == {"learning_rate": 0.09} and by_number[2]["params_text"] == "learning_rate=0.09"
+    assert by_number[2]["param_cells"] == ["0.09"] and "duration_s" in by_number[2]
+    assert data["counts"] == {"RUNNING": 1, "COMPLETE": 2, "PRUNED": 1, "FAIL": 0}
     assert data["importance"] == {"learning_rate": 1.0}  # the one varied parameter explains it all
 
 

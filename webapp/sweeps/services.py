@@ -562,6 +562,7 @@ def summary(sweep: Sweep) -> dict:
     done = progress(sweep, trials)
     best = done.pop("best")
     curves = _curves(sweep, trials)
+    varied = list(search_space.varied(sweep.space))
     return {
         "id": sweep.pk,
         "status": sweep.status,
@@ -581,6 +582,7 @@ def summary(sweep: Sweep) -> dict:
             "test_accuracy": best.run.test_accuracy if best.run else None,
         },
         "importance": importance(sweep, trials),
+        "counts": {state: sum(t.status == state for t in trials) for state in TrialState.values},
         "top_run_ids": [t.run_id for t in ranked(sweep, trials) if t.run_id][:TOP_TO_COMPARE],
         "trials": [
             {
@@ -589,9 +591,11 @@ def summary(sweep: Sweep) -> dict:
                 "status_reason": t.status_reason,
                 "params": t.params,
                 "params_text": ", ".join(f"{k}={_display(v)}" for k, v in t.params.items()),
+                "param_cells": [_display(t.params[k]) if k in t.params else "—" for k in varied],
                 "value": _plottable(t.value),
                 "epochs_run": t.epochs_run,
                 "pruned_at_epoch": t.pruned_at_epoch,
+                "duration_s": t.run.duration_s if t.run else None,
                 "run_id": t.run_id,
                 "run_url": t.run.get_absolute_url() if t.run else "",
                 "best": best is not None and t.pk == best.pk,
