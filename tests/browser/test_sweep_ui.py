@@ -113,7 +113,9 @@ def test_the_sweep_page_draws_its_charts_and_follows_the_sweep(live_server, swee
     names = page.eval_on_selector_all("#trials th[data-sort^='param:']", "hs => hs.map(h => h.dataset.sort.slice(6))")
     cells = page.locator("#trial-rows tr[data-trial='2'] td.num").all_inner_texts()
     assert dict(zip(names, cells, strict=True)) == {"learning_rate": "0.003", "dropout": "0.2"}
+    page.click("#trials th[data-sort='value'] button")  # another column: ascending first
     page.click("#trials th[data-sort='value'] button")  # the objective, descending, kept across polls
+    assert order() == ["1", "0", "3", "2", "4"]
 
     # The running trial finishes best: the table, the progress line and the best trial follow.
     Trial.objects.filter(sweep=sweep, number=4).update(status="COMPLETE", value=0.95, epochs_run=3)
@@ -139,3 +141,44 @@ def test_the_sweep_pages_fit_a_phone(live_server, sweep, phone_page):
     assert problems == [], problems
     assert phone_page.evaluate("document.documentElement.clientWidth") <= PHONE["width"]
     assert phone_page.problems == []
+
+
+def test_the_space_builder_writes_a_space_the_sweep_service_takes(live_server, alice, cluster, page):
+    import json
+
+    from webapp.catalog.registry import get_template
+    from webapp.sweeps import space as search_space
+
+    log_in_at(page, f"{live_server.url}/sweeps/new/")
+    page.select_option("#id_template", "cnn")
+    rows = page.eval_on_selector_all("#space-rows tr", "rs => rs.map(r => r.dataset.param)")
+    assert {"learning_rate", "optimizer", "epochs", "dropout"} <= set(rows)
+    # The form's initial space (a log range of learning_rate) shows in its row.
+    assert page.input_value("select[name=space_mode_learning_rate]") == "range"
+    assert page.is_checked("input[name=space_log_learning_rate]")
+    page.fill("input[name=space_low_learning_rate]", "0.0005")
+    page.fill("input[name=space_high_learning_rate]", "0.02")
+    page.select_option("select[name=space_mode_optimizer]", "choice")
+    page.fill("input[name=space_values_optimizer]", "adam, sgd")
+    page.select_option("select[name=space_mode_filters]", "range")
+    page.fill("input[name=space_low_filters]", "8")
+    page.fill("input[name=space_high_filters]", "32")
+    page.fill("input[name=space_step_filters]", "8")
+    page.uncheck("input[name=space_log_filters]")
+    page.select_option("select[name=space_mode_epochs]", "choice")
+    page.fill("input[name=space_values_epochs]", "4")
+    space = json.loads(page.input_value("#id_space"))
+    assert space == {
+        "epochs": {"type": "fixed", "value": 4},
+        "learning_rate": {"type": "range", "low": 0.0005, "high": 0.02, "log": True},
+        "filters": {"type": "range", "low": 8, "high": 32, "log": False, "step": 8},
+        "optimizer": {"type": "choice", "values": ["adam", "sgd"]},
+    }
+    clean = search_space.clean(get_template("cnn"), space, "random")
+    assert clean["filters"] == {"type": "range", "low": 8, "high": 32, "log": False, "step": 8}
+    # JSON typed by hand fills the rows back in.
+    page.fill("#id_space", json.dumps({"dropout": {"type": "range", "low": 0.1, "high": 0.3}}))
+    assert page.input_value("select[name=space_mode_dropout]") == "range"
+    assert page.input_value("input[name=space_low_dropout]") == "0.1"
+    assert page.input_value("select[name=space_mode_learning_rate]") == "base"
+    assert page.problems == []

@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.accounts.services import can_submit, current_team
-from webapp.catalog.registry import TEMPLATES
+from webapp.catalog.registry import TEMPLATES, schema
 from webapp.datasets.models import Dataset
 from webapp.runs.errors import RunRequestError
 from webapp.statemachine import IllegalTransition, StaleStatus
@@ -79,6 +79,7 @@ def sweep_new(request):
         "form": form,
         "team": team,
         "templates": TEMPLATES,
+        "template_schemas": schema(),  # the space builder's rows (static/js/space_builder.js)
         "cluster_hints": form.cluster_hints(team),
         "space_example": SPACE_EXAMPLE,
     }
