@@ -80,7 +80,7 @@ bench: install
 # Issue 7's proof: 100k runs / 10M metric points / a 10M-row prediction file in a scratch PostgreSQL
 # database (created, then dropped), run table / run page / compare / prediction page timed in-process.
 # BENCH_HISTORY_ARGS: --quick (1/10), --keep (keep and reuse the seeded database), --repeat N, ...
-# Sweeps: 2 trials at once vs 1, ASHA vs none, tuned vs default (about 25 min; docs/performance.md "Sweeps").
+# Sweeps: 2 trials at once vs 1, ASHA vs none, tuned vs default (about 5 min; docs/performance.md "Sweeps").
 bench-sweep: install
 	DJANGO_SECRET_KEY=bench SPARKDECK_INSECURE_HTTP=1 SPARKDECK_VAR_DIR="$(CURDIR)/var/bench" $(PY) bench/sweep.py $(BENCH_SWEEP_ARGS)
 
