@@ -35,6 +35,15 @@ BACKOFF = (0.5, 30.0)  # first retry delay, cap (seconds)
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}  # the endpoint is (re)starting or overloaded
 
 
+def json_post(url: str, body: bytes, token: str = "") -> urllib.request.Request:
+    """A JSON POST to the web app with the run's bearer token (the metrics and epoch endpoints)."""
+    req = urllib.request.Request(url, data=body, method="POST")
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    return req
+
+
 def pending_dir(artifact_dir: str) -> str:
     return os.path.join(artifact_dir, PENDING_DIR)
 
@@ -190,10 +199,7 @@ class MetricsPoster:
     def _post(self, lines: list[bytes]) -> str:
         """ "ok", "retry" (endpoint down or restarting) or "refused" (dropped: resending cannot help)."""
         body = self._head + b',"points":[' + b",".join(lines) + b"]}"
-        req = urllib.request.Request(self.url, data=body, method="POST")
-        req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
+        req = json_post(self.url, body, self.token)
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
                 resp.read()

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 
-from workers.jobs.metrics import RETRY_STATUSES
+from workers.jobs.metrics import RETRY_STATUSES, json_post
 
 CONTINUE, STOP = "continue", "stop"
 BACKOFF = (0.5, 10.0)  # first retry delay, cap (seconds)
@@ -72,12 +72,8 @@ class EpochAsker:
             delay = min(delay * 2, BACKOFF[1])
 
     def _post(self, body: bytes) -> tuple[str, str]:
-        req = urllib.request.Request(self.url, data=body, method="POST")
-        req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with self._opener.open(req, timeout=self.timeout) as resp:
+            with self._opener.open(json_post(self.url, body, self.token), timeout=self.timeout) as resp:
                 answer = json.loads(resp.read(10_000) or b"{}")
         except urllib.error.HTTPError as e:
             detail = f"HTTP {e.code}: {e.read(300).decode('utf-8', 'replace')}"
