@@ -82,6 +82,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="parallel,asha,tuned")
     ap.add_argument("--epochs", type=int, default=6, help="epochs per trial in the asha part")
+    ap.add_argument("--asha-parallel", type=int, default=2, help="trials at once in the asha part")
     args = ap.parse_args()
     only = set(args.only.split(","))
     lines = []
@@ -103,18 +104,20 @@ def main() -> int:
                 f"speedup {one['wall'] / two['wall']:.2f}x (goal >= 1.6x)"
             )
         if only & {"asha", "tuned"}:
-            print(f"asha: 8 trials x {args.epochs} epochs, 2 at once, without vs with successive halving", flush=True)
+            at_once = args.asha_parallel
+            print(f"asha: 8 trials x {args.epochs} epochs, {at_once} at once, without vs with successive halving")
             plain = run_sweep(
-                stack, digits, space=SEARCH_SPACE, max_trials=8, parallel=2, epochs=args.epochs, pruner="none"
+                stack, digits, space=SEARCH_SPACE, max_trials=8, parallel=at_once, epochs=args.epochs, pruner="none"
             )
             asha = run_sweep(
-                stack, digits, space=SEARCH_SPACE, max_trials=8, parallel=2, epochs=args.epochs, pruner="asha"
+                stack, digits, space=SEARCH_SPACE, max_trials=8, parallel=at_once, epochs=args.epochs, pruner="asha"
             )
             if "asha" in only:
                 b0 = plain["best"].value if plain["best"] else float("nan")
                 b1 = asha["best"].value if asha["best"] else float("nan")
                 lines.append(
-                    f"asha: trial-epochs {asha['epochs']} vs {plain['epochs']} "
+                    f"asha ({at_once} at once, {args.epochs} epochs): "
+                    f"trial-epochs {asha['epochs']} vs {plain['epochs']} "
                     f"({asha['epochs'] / max(1, plain['epochs']):.0%}, goal <= 50%); wall {asha['wall']:.1f} s vs "
                     f"{plain['wall']:.1f} s ({plain['wall'] / asha['wall']:.2f}x); best val_accuracy {b1:.4f} vs "
                     f"{b0:.4f} ({(b1 - b0) * 100:+.2f} points, goal within 0.5)"
