@@ -249,6 +249,22 @@ def test_the_list_is_the_teams_sweeps_newest_first_with_counts_and_paged(alice_a
 
 
 @pytest.mark.django_db
+def test_the_list_filters_by_status(alice_api, make_sweep, finished_sweep):
+    make_sweep(name="failed one", status="FAILED")
+    make_sweep(name="cancelled one", status="CANCELLED")
+
+    def names(query):
+        return [s["name"] for s in alice_api.get("/api/sweeps/", query).json()["results"]]
+
+    assert names({"status": "failed"}) == ["failed one"]
+    assert names({"status": "FAILED,running"}) == ["failed one", "three trials"]
+    assert len(names({"status": ""})) == 3  # empty: no filter
+    for bad, message in [("DONE", "Unknown status 'DONE'"), ("RUNNING\x00", "NUL")]:
+        r = alice_api.get("/api/sweeps/", {"status": bad})
+        assert r.status_code == 400 and message in r.json()["status"][0], bad
+
+
+@pytest.mark.django_db
 def test_the_list_reads_counts_in_one_query_not_one_per_sweep(alice_api, make_sweep):
     make_sweep(trials=[{}])
 

@@ -35,6 +35,7 @@ from webapp.runs.services import create_run
 from webapp.runs.states import IllegalTransition, StaleStatus
 from webapp.sweeps import services as sweep_services
 from webapp.sweeps.services import SweepRequestError
+from webapp.sweeps.states import SweepStatus
 
 from . import permissions as perms
 from . import serializers as s
@@ -90,6 +91,20 @@ def _filter_error(exc: filters.FilterError) -> ValidationError:
     if exc.param and message.startswith(f"{exc.param}: "):
         message = message[len(exc.param) + 2 :]
     return _bad(exc.param, message)
+
+
+def _status_filter(qs, query, statuses):
+    """`qs` narrowed to the `status` parameter's values (comma-separated or repeated, any case)."""
+    try:
+        wanted = filters.list_param(query, "status")
+    except filters.FilterError as exc:
+        raise _filter_error(exc) from None
+    if not wanted:
+        return qs
+    unknown = [w for w in wanted if w.upper() not in statuses]
+    if unknown:
+        raise _bad("status", f"Unknown status {unknown[0][:30]!r}; one of {', '.join(statuses)}.")
+    return qs.filter(status__in=[w.upper() for w in wanted])
 
 
 class NumberedPages(PageNumberPagination):
@@ -534,7 +549,11 @@ class SweepListView(APIView):
 
     @extend_schema(
         operation_id="sweeps_list",
-        parameters=[TEAM_PARAM, *_page_params("Sweeps")],
+        parameters=[
+            TEAM_PARAM,
+            OpenApiParameter("status", str, description="Statuses, comma-separated (RUNNING, SUCCEEDED, ...)."),
+            *_page_params("Sweeps"),
+        ],
         responses={200: s.SweepSerializer(many=True), 400: BAD, 404: PAST_THE_END},
     )
     def get(self, request):
@@ -542,6 +561,7 @@ class SweepListView(APIView):
         teams = perms.teams_param(request.user, request.query_params.get("team"))
         # Ordered here: a query that counts (the trial counts) does not take Meta.ordering.
         qs = perms.visible_sweeps(request.user).filter(team__in=teams).order_by("-created_at", "-id")
+        qs = _status_filter(qs, request.query_params, SweepStatus.values)
         return _paged(self, request, qs, s.SweepSerializer)
 
     @extend_schema(
@@ -654,15 +674,7 @@ class DatasetListView(APIView):
         qs = Dataset.objects.filter(team__in=teams).select_related("team", "created_by").order_by("-created_at", "-id")
         if not params.parse_flag(query.get("archived"), "archived"):
             qs = qs.exclude(status=Dataset.Status.ARCHIVED)
-        try:
-            wanted = filters.list_param(query, "status")
-        except filters.FilterError as exc:
-            raise _filter_error(exc) from None
-        if wanted:
-            unknown = [w for w in wanted if w.upper() not in Dataset.Status.values]
-            if unknown:
-                raise _bad("status", f"Unknown status {unknown[0][:30]!r}; one of {', '.join(Dataset.Status.values)}.")
-            qs = qs.filter(status__in=[w.upper() for w in wanted])
+        qs = _status_filter(qs, query, Dataset.Status.values)
         return _paged(self, request, qs, s.DatasetSerializer)
 
     @extend_schema(
