@@ -7,12 +7,11 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.fake_http import QuietHandler, serve
 from tests.jobs.digits import spec_dict
 from workers.jobs import prune
 
@@ -29,7 +28,7 @@ class Endpoint:
         self.requests = []  # (headers, body)
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 outer.requests.append((dict(self.headers), body))
@@ -38,20 +37,10 @@ class Endpoint:
                 else:
                     stop = outer.stop_at is not None and body["epoch"] >= outer.stop_at
                     status, answer = 200, {"decision": "stop" if stop else "continue", "epoch": body["epoch"]}
-                data = json.dumps(answer).encode() if not isinstance(answer, bytes) else answer
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self._send(answer if isinstance(answer, bytes) else json.dumps(answer), code=status)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        host, port = self.server.server_address[:2]
-        self.url = f"http://{host}:{port}/ingest/runs/1/epoch"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, base = serve(Handler)
+        self.url = f"{base}/ingest/runs/1/epoch"
 
     def close(self):
         self.server.shutdown()

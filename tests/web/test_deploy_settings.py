@@ -132,16 +132,22 @@ def test_plain_http_login_works_as_in_make_run(client, alice, settings):
     assert client.get(reverse("dashboard")).status_code == 200
 
 
-def test_production_hashes_passwords_at_django_s_iteration_count_and_verifies_the_tests_hashes():
-    """The suite hashes its users cheaply (tests/conftest.py); the product's settings keep Django's
-    PBKDF2 and still verify such a hash, which the stack's own processes meet."""
-    from django.contrib.auth.hashers import PBKDF2PasswordHasher, check_password, make_password
+def test_production_hashes_passwords_at_django_s_iteration_count_and_verifies_the_tests_hashes(tmp_path):
+    """The suite hashes its users cheaply (tests/conftest.py); the product's settings, read by a fresh
+    process as the stack's gunicorn and Celery read them, keep Django's PBKDF2 and verify such a hash."""
+    from django.contrib.auth.hashers import make_password
 
-    from webapp import settings as product
-
-    assert "tests" not in " ".join(getattr(product, "PASSWORD_HASHERS", []))
     fast = make_password("pw")
-    assert fast.startswith("pbkdf2_sha256$1000$")
-    assert PBKDF2PasswordHasher().verify("pw", fast) and not PBKDF2PasswordHasher().verify("no", fast)
-    assert check_password("pw", fast)
-    assert PBKDF2PasswordHasher.iterations >= 1_000_000
+    assert fast.startswith("pbkdf2_sha256$1000$")  # this process: the tests' hasher
+    probe = (
+        "import django, json; django.setup();"
+        "from django.contrib.auth.hashers import check_password, get_hasher;"
+        "h = get_hasher(); print(json.dumps([type(h).__module__, h.algorithm, h.iterations,"
+        f" check_password('pw', {fast!r}), check_password('no', {fast!r})]))"
+    )
+    proc = child(probe, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    module, algorithm, iterations, good, bad = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert module == "django.contrib.auth.hashers" and algorithm == "pbkdf2_sha256"
+    assert iterations >= 1_000_000
+    assert good is True and bad is False

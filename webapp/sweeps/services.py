@@ -545,13 +545,15 @@ def _curves(sweep: Sweep, trials: list[Trial]) -> dict[int, list[list]]:
 
 
 def progress(sweep: Sweep, trials: list[Trial]) -> dict:
-    """Trials finished and running of the budget, and the best so far: the list and the sweep page."""
-    best = best_trial(sweep, trials)
+    """Trials finished and running of the budget, trials per state, and the best so far: the list and
+    the sweep page."""
+    counts = {state: sum(t.status == state for t in trials) for state in TrialState.values}
     return {
         "budget": budget(sweep, sweep.strategy, sweep.max_trials),
-        "finished": sum(t.status != TrialState.RUNNING for t in trials),
-        "running": sum(t.status == TrialState.RUNNING for t in trials),
-        "best": best,
+        "finished": len(trials) - counts[TrialState.RUNNING],
+        "running": counts[TrialState.RUNNING],
+        "counts": counts,
+        "best": best_trial(sweep, trials),
     }
 
 
@@ -562,7 +564,7 @@ def summary(sweep: Sweep) -> dict:
     done = progress(sweep, trials)
     best = done.pop("best")
     curves = _curves(sweep, trials)
-    varied = list(search_space.varied(sweep.space))
+    varied = search_space.varied(sweep.space)
     return {
         "id": sweep.pk,
         "status": sweep.status,
@@ -571,7 +573,7 @@ def summary(sweep: Sweep) -> dict:
         "terminal": sweep.is_terminal,
         "objective": sweep.objective,
         "maximize": sweep.maximize,
-        "space": search_space.varied(sweep.space),  # the parallel-coordinates chart's axes
+        "space": varied,  # the parallel-coordinates chart's axes
         **done,
         "best": None
         if best is None
@@ -582,7 +584,6 @@ def summary(sweep: Sweep) -> dict:
             "test_accuracy": best.run.test_accuracy if best.run else None,
         },
         "importance": importance(sweep, trials),
-        "counts": {state: sum(t.status == state for t in trials) for state in TrialState.values},
         "top_run_ids": [t.run_id for t in ranked(sweep, trials) if t.run_id][:TOP_TO_COMPARE],
         "trials": [
             {
@@ -626,7 +627,7 @@ def trial_counts(sweep: Sweep) -> dict[str, int]:
 
 
 def best_finished_trial(sweep: Sweep) -> Trial | None:
-    """best_trial over the finished trials only, read with their runs."""
+    """best_trial, reading only the finished trials (with their runs) from the database."""
     done = sweep.trials.filter(status=TrialState.COMPLETE, value__isnull=False).select_related("run")
     return best_trial(sweep, done)
 

@@ -97,11 +97,9 @@ def make_callback(asker: EpochAsker, objective: str):
         def __init__(self):
             super().__init__()
             self.stopped_at = None
-            self.epochs_run = 0
             self._warned = False
 
         def on_epoch_end(self, epoch, logs=None):
-            self.epochs_run = epoch + 1
             if not logs or objective not in logs:
                 if not self._warned:
                     _say(f"fit reports no {objective} (no validation split?): this trial is never stopped early")
