@@ -12,6 +12,7 @@ handler400, which shows the message; the API answers DRF's 400 `{"name": ["messa
 (webapp/api/errors.py).
 """
 
+import json
 import math
 import re
 
@@ -153,3 +154,41 @@ text_validator = RegexValidator(TEXT_PATTERN, CONTROL_MESSAGE, code="control_cha
 NOTE_PATTERN = r"^[^\x00]*$"
 note_validator = RegexValidator(NOTE_PATTERN, "Null characters are not allowed.", code="null_characters")
 name_validator = RegexValidator(NAME_PATTERN, "A name needs a visible character and no control characters.")
+
+
+MAX_JSON_DEPTH = 32  # far deeper than any body or field the app takes (a sweep's space is 4 levels)
+
+
+class JSONTooDeep(ValueError):
+    def __init__(self):
+        super().__init__(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def json_depth_ok(data, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """Whether decoded JSON nests at most `max_depth` levels (walked without recursion: a value just
+    shallow enough to decode can still exhaust the stack of whatever walks it later)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > max_depth:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def load_json(text, **kwargs):
+    """json.loads refusing deep nesting with JSONTooDeep (the C decoder's RecursionError included); any
+    other bad input raises its ValueError (JSONDecodeError, a UnicodeDecodeError of bytes)."""
+    try:
+        data = json.loads(text, **kwargs)
+    except RecursionError:
+        raise JSONTooDeep() from None
+    if not json_depth_ok(data):
+        raise JSONTooDeep()
+    return data

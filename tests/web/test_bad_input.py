@@ -381,3 +381,17 @@ def test_api_metric_names(api, world, subtests):
             resp = api.get(f"/api/runs/{world['run'].pk}/metrics/", {"names": raw})
             assert resp.status_code == 400
             _field_error(resp, "names")
+
+
+def test_json_is_refused_past_32_levels_however_it_would_fail():
+    def nested(depth):
+        return "[" * depth + "]" * depth
+
+    assert isinstance(params.load_json(nested(32)), list)  # 32 levels decode
+    assert params.json_depth_ok({"a": [{"b": 1}]}) and not params.json_depth_ok(params.load_json(nested(32)), 31)
+    for text in (nested(33), '{"a":' * 40 + "1" + "}" * 40, "[" * 100_000):  # the last: the decoder's own limit
+        with pytest.raises(params.JSONTooDeep, match="deeper than 32 levels"):
+            params.load_json(text)
+    with pytest.raises(ValueError) as exc:
+        params.load_json("{nope")
+    assert not isinstance(exc.value, params.JSONTooDeep)

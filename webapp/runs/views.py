@@ -1,5 +1,3 @@
-import json
-
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
@@ -11,6 +9,7 @@ from django.utils import formats, timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from webapp import params
 from webapp.accounts.services import can_edit_run, can_submit, current_team
 from webapp.catalog.registry import REF, TEMPLATES
 from webapp.datasets.models import Dataset
@@ -300,8 +299,8 @@ def token_json(request, pk):
     except RequestDataTooBig:
         return None, JsonResponse({"error": f"body over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"}, status=413)
     try:
-        return run, json.loads(body)
-    except RecursionError:  # the C decoder stops at the interpreter's depth limit: bounded work
+        return run, params.load_json(body)
+    except params.JSONTooDeep:
         return None, JsonResponse({"error": "JSON nested too deeply"}, status=400)
     except ValueError as exc:
         return None, JsonResponse({"error": f"body is not JSON: {exc}"}, status=400)

@@ -2,6 +2,7 @@ import json
 
 from django import forms
 
+from webapp import params
 from webapp.runs.forms import HP_PREFIX, RunForm
 
 from .models import Sweep
@@ -49,8 +50,8 @@ class SweepForm(RunForm):
 
     def clean_space(self):
         try:
-            return json.loads(self.cleaned_data["space"], parse_constant=_refuse_constant)
-        except RecursionError:
+            return params.load_json(self.cleaned_data["space"], parse_constant=_refuse_constant)
+        except params.JSONTooDeep:
             raise forms.ValidationError("The space is nested too deeply.") from None
         except ValueError as exc:
             raise forms.ValidationError(f"The space is not valid JSON: {exc}") from None
