@@ -114,11 +114,30 @@ def worker_daemons(spark_cluster) -> list[int]:
     return [d["pid"] for d in spark_cluster.daemons() if d["cls"].endswith("worker.Worker")]
 
 
-def wait_for(check, timeout, what):
+def wait_for(check, timeout, what, explain=None):
+    """Poll `check` until it is truthy; on timeout fail, with `explain()` (what the test saw) if given."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = check()
         if value:
             return value
         time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+    pytest.fail(f"timed out after {timeout}s waiting for {what}" + (f"\n{explain()}" if explain else ""))
+
+
+def run_story(run_id, worker=None, lines=40) -> str:
+    """A run as the reconciler left it, for a failing test's message: its row, the tail of its driver
+    log and of the worker's log."""
+    run = Run.objects.get(pk=run_id)
+    driver_log = run.run_dir / "driver.log"
+    tail = driver_log.read_text(errors="replace").splitlines()[-lines:] if driver_log.exists() else ["(none)"]
+    story = [
+        f"run {run.pk}: {run.status} ({run.status_reason!r}), attempts {run.submit_attempts}",
+        f"handle {run.backend_handle}",
+        f"driver seen {run.driver_seen}",
+        "driver.log:",
+        *tail,
+    ]
+    if worker is not None:
+        story += ["worker log:", *worker.log_path.read_text(errors="replace").splitlines()[-lines:]]
+    return "\n".join(story)

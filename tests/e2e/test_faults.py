@@ -24,7 +24,7 @@ import requests
 from django.urls import reverse
 
 from tests.e2e.conftest import kill_group, start_logged
-from tests.e2e.runs import descendants, submit, wait_for, wait_for_log, wait_terminal, worker_daemons
+from tests.e2e.runs import descendants, run_story, submit, wait_for, wait_for_log, wait_terminal, worker_daemons
 from webapp.api import tokens
 from webapp.clusters.models import Cluster
 from webapp.runs.models import MetricPoint, Run
@@ -204,12 +204,15 @@ def test_the_worker_killed_after_the_claim_after_the_launch_and_mid_run(
     kill_worker()
     assert pid_alive(launcher), "the driver died with its worker"
     stack.start_worker()
-    adopted = wait_for(lambda: Run.objects.get(pk=run.pk).backend_handle, 60, "the driver adopted")
+    adopted = wait_for(lambda: Run.objects.get(pk=run.pk).backend_handle, 60, "the driver adopted",
+                       explain=lambda: run_story(run.pk, stack))  # fmt: skip
     assert adopted["launcher_pid"] == launcher and adopted["host"] == supervision.node_name()
     assert "the driver was taken over" in (run.run_dir / "driver.log").read_text()
 
     # 3. Killed mid-run: the next worker picks the run up from the launcher's files and the master.
-    wait_for(lambda: Run.objects.get(pk=run.pk).status == Run.Status.RUNNING, 120, "RUNNING")
+    wait_for(lambda: Run.objects.get(pk=run.pk).status != Run.Status.SUBMITTED, 120, "RUNNING",
+             explain=lambda: run_story(run.pk, stack))  # fmt: skip
+    assert Run.objects.get(pk=run.pk).status == Run.Status.RUNNING, run_story(run.pk, stack)
     kill_worker()
     time.sleep(3)
     stack.start_worker()
