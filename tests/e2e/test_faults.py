@@ -180,7 +180,9 @@ def test_the_worker_killed_after_the_claim_after_the_launch_and_mid_run(
 
     kill_worker()
     stack.start_worker(SPARKDECK_FAULT_PAUSE="after-claim=300")
-    run = submit(owner, digits_dataset, loopback_cluster, num_executors=1, hp_cnn_epochs="2")
+    # Epochs enough (about 0.7 s each) that training outlasts two worker restarts under a loaded CI
+    # machine: the third kill must find the run RUNNING, not already over.
+    run = submit(owner, digits_dataset, loopback_cluster, num_executors=1, hp_cnn_epochs="12")
 
     # 1. Killed between the claim and spark-submit: nothing launched, so the run is sent again.
     wait_for_log(stack, "fault point after-claim", 60)
