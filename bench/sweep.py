@@ -8,9 +8,9 @@ answering the executors' epoch reports). One executor × 1 core per trial, so tw
 2. asha: an 8-trial random sweep with successive halving vs without, same seed and space: the
    trial-epochs spent, wall time, best validation accuracy (goal: ≤ 50% of the epochs, best within
    0.5 points).
-3. tuned: the test error of the ASHA sweep's best trial vs a run with the template's defaults.
+3. tuned: the test error of the (last) ASHA sweep's best trial vs a run with the template's defaults.
 
-    .venv/bin/python bench/sweep.py [--only parallel,asha,tuned] [--epochs 6]
+    .venv/bin/python bench/sweep.py [--only parallel,asha,tuned] [--epochs 6] [--reduction-factors 3,4]
 """
 
 import argparse
@@ -29,7 +29,7 @@ SEARCH_SPACE = {
 }
 
 
-def run_sweep(stack, dataset, *, space, max_trials, parallel, pruner="none", epochs=4, warmup=1):
+def run_sweep(stack, dataset, *, space, max_trials, parallel, pruner="none", epochs=4, warmup=1, reduction=3):
     from webapp.sweeps import services
     from webapp.sweeps.models import Sweep
 
@@ -46,6 +46,7 @@ def run_sweep(stack, dataset, *, space, max_trials, parallel, pruner="none", epo
         objective="val_accuracy",
         pruner=pruner,
         pruner_warmup_epochs=warmup,
+        pruner_reduction_factor=reduction,
         max_trials=max_trials,
         parallel=parallel,
         seed=SEED,
@@ -83,6 +84,7 @@ def main() -> int:
     ap.add_argument("--only", default="parallel,asha,tuned")
     ap.add_argument("--epochs", type=int, default=6, help="epochs per trial in the asha part")
     ap.add_argument("--asha-parallel", type=int, default=2, help="trials at once in the asha part")
+    ap.add_argument("--reduction-factors", default="3", help="ASHA reduction factors to measure, comma-separated")
     args = ap.parse_args()
     only = set(args.only.split(","))
     lines = []
@@ -109,19 +111,27 @@ def main() -> int:
             plain = run_sweep(
                 stack, digits, space=SEARCH_SPACE, max_trials=8, parallel=at_once, epochs=args.epochs, pruner="none"
             )
-            asha = run_sweep(
-                stack, digits, space=SEARCH_SPACE, max_trials=8, parallel=at_once, epochs=args.epochs, pruner="asha"
-            )
-            if "asha" in only:
-                b0 = plain["best"].value if plain["best"] else float("nan")
-                b1 = asha["best"].value if asha["best"] else float("nan")
-                lines.append(
-                    f"asha ({at_once} at once, {args.epochs} epochs): "
-                    f"trial-epochs {asha['epochs']} vs {plain['epochs']} "
-                    f"({asha['epochs'] / max(1, plain['epochs']):.0%}, goal <= 50%); wall {asha['wall']:.1f} s vs "
-                    f"{plain['wall']:.1f} s ({plain['wall'] / asha['wall']:.2f}x); best val_accuracy {b1:.4f} vs "
-                    f"{b0:.4f} ({(b1 - b0) * 100:+.2f} points, goal within 0.5)"
+            for factor in (int(f) for f in args.reduction_factors.split(",")):
+                asha = run_sweep(
+                    stack,
+                    digits,
+                    space=SEARCH_SPACE,
+                    max_trials=8,
+                    parallel=at_once,
+                    epochs=args.epochs,
+                    pruner="asha",
+                    reduction=factor,
                 )
+                if "asha" in only:
+                    b0 = plain["best"].value if plain["best"] else float("nan")
+                    b1 = asha["best"].value if asha["best"] else float("nan")
+                    lines.append(
+                        f"asha (reduction factor {factor}, {at_once} at once, {args.epochs} epochs): "
+                        f"trial-epochs {asha['epochs']} vs {plain['epochs']} "
+                        f"({asha['epochs'] / max(1, plain['epochs']):.0%}, goal <= 50%); wall {asha['wall']:.1f} s "
+                        f"vs {plain['wall']:.1f} s ({plain['wall'] / asha['wall']:.2f}x); best val_accuracy "
+                        f"{b1:.4f} vs {b0:.4f} ({(b1 - b0) * 100:+.2f} points, goal within 0.5)"
+                    )
             if "tuned" in only:
                 print("tuned: the template's defaults, one run on the same split", flush=True)
                 default, wall = stack.run(digits, "cnn", {}, executors=1)

@@ -149,6 +149,7 @@ def test_create_takes_every_field_of_the_service(alice_api, request_body, django
         pruner="asha",
         pruner_startup_trials=3,
         pruner_warmup_epochs=2,
+        pruner_reduction_factor=4,
         max_trials="10",
         parallel=1,
         seed=7,
@@ -163,6 +164,7 @@ def test_create_takes_every_field_of_the_service(alice_api, request_body, django
     sweep = Sweep.objects.get()
     assert (sweep.strategy, sweep.objective, sweep.pruner, sweep.seed) == ("grid", "val_loss", "asha", 7)
     assert (sweep.pruner_startup_trials, sweep.pruner_warmup_epochs, sweep.max_trials) == (3, 2, 10)
+    assert sweep.pruner_reduction_factor == 4 and got["pruner_reduction_factor"] == 4
     assert sweep.input_mode == "spark" and sweep.base_hyperparameters["batch_size"] == 16
     assert sweep.base_hyperparameters["epochs"] == 3  # a fixed entry of the space
     assert got["budget"] == 4  # the grid is smaller than max_trials
@@ -452,7 +454,9 @@ def _message(resp, field):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("field", ["max_trials", "parallel", "seed", "pruner_warmup_epochs", "num_executors"])
+@pytest.mark.parametrize(
+    "field", ["max_trials", "parallel", "seed", "pruner_warmup_epochs", "pruner_reduction_factor", "num_executors"]
+)
 def test_bad_numbers_in_the_body_are_400_naming_the_field(alice_api, request_body, field, subtests):
     for raw in BAD_JSON_NUMBERS:
         with subtests.test(raw=raw):

@@ -175,6 +175,9 @@ def test_each_refused_request_names_its_field(request_for, alice, cluster):
     assert "objective" in refused_request(**request_for(objective="test_accuracy"))
     assert "num_executors" in refused_request(**request_for(num_executors=3))
     assert "parallel" in refused_request(**request_for(parallel="3¹"))
+    for factor in (1, 9, "4²"):  # ASHA keeps 1 in 2 to 1 in 8
+        errors = refused_request(**request_for(pruner="asha", pruner_reduction_factor=factor))
+        assert "pruner_reduction_factor" in errors
     assert not Sweep.objects.exists()
 
 
@@ -304,6 +307,25 @@ def test_asha_decides_through_optuna_and_keeps_its_rungs_between_rebuilds(make_s
     assert sweep.trials.get(number=0).system_attrs == {"completed_rung_0": 0.9}
     assert services.report_epoch(runs[1], 1, 0.95) == "continue"  # the best of rung 0
     assert services.report_epoch(runs[2], 1, 0.1) == "stop"  # not in the top quarter of 0.9, 0.95, 0.1
+
+
+@pytest.mark.parametrize("factor, decision", [(2, "continue"), (4, "stop")])
+def test_asha_keeps_one_in_its_reduction_factor_at_each_rung(make_sweep, factor, decision):
+    sweep = make_sweep(
+        pruner="asha",
+        pruner_warmup_epochs=1,
+        pruner_reduction_factor=factor,
+        trials=[{"status": "RUNNING", "run_status": "RUNNING"} for _ in range(4)],
+    )
+    runs = [t.run for t in sweep.trials.order_by("number")]
+    for run, value in zip(runs[:3], (0.9, 0.95, 0.5), strict=True):
+        services.report_epoch(run, 1, value)
+    # The second best of four at rung 0 (epoch 1): in the top half, not in the top quarter.
+    assert services.report_epoch(runs[3], 1, 0.92) == decision
+    # With a factor of 2, rung 1 is at epoch 2 (1 × 2): there the trial must be the best of two.
+    if decision == "continue":
+        services.report_epoch(runs[1], 2, 0.97)
+        assert services.report_epoch(runs[3], 2, 0.5) == "stop"
 
 
 @pytest.mark.parametrize("epoch, value", [(0, 0.5), (True, 0.5), ("1", 0.5), (1, "0.5"), (1, None), (10**9, 0.5)])

@@ -634,6 +634,12 @@ class SweepSubmitSerializer(RunFieldsSerializer):
     pruner_warmup_epochs = StrictIntegerField(
         min_value=0, max_value=500, default=1, help_text="Epochs never pruned in (ASHA: its first rung)."
     )
+    pruner_reduction_factor = StrictIntegerField(
+        min_value=sweep_services.MIN_REDUCTION_FACTOR,
+        max_value=sweep_services.MAX_REDUCTION_FACTOR,
+        default=3,
+        help_text="ASHA: each rung keeps the best 1 in this many trials (rungs at warm-up × factor^k epochs).",
+    )
     max_trials = StrictIntegerField(min_value=1, max_value=search_space.MAX_TRIALS, default=10)
     parallel = StrictIntegerField(
         min_value=1, max_value=search_space.MAX_TRIALS, default=2, help_text="Trials at once."
@@ -703,6 +709,7 @@ class SweepSerializer(serializers.ModelSerializer):
             "pruner",
             "pruner_startup_trials",
             "pruner_warmup_epochs",
+            "pruner_reduction_factor",
             "max_trials",
             "budget",
             "parallel",

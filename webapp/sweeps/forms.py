@@ -39,6 +39,7 @@ class SweepForm(RunForm):
     pruner = forms.ChoiceField(choices=Sweep.Pruner.choices, initial=Sweep.Pruner.NONE)
     pruner_startup_trials = _number("pruner_startup_trials")
     pruner_warmup_epochs = _number("pruner_warmup_epochs")
+    pruner_reduction_factor = _number("pruner_reduction_factor", min=2)
     max_trials = _number("max_trials", min=1)
     parallel = _number("parallel", min=1)
     seed = _number("seed")

@@ -54,6 +54,8 @@ class Sweep(models.Model):
     # Median stopping: trials that must finish before any is pruned, and epochs never pruned in.
     pruner_startup_trials = models.PositiveIntegerField(default=2)
     pruner_warmup_epochs = models.PositiveIntegerField(default=1)
+    # ASHA: each rung keeps the best 1 in this many; rungs at warm-up × factor^k epochs.
+    pruner_reduction_factor = models.PositiveIntegerField(default=3)
     max_trials = models.PositiveIntegerField(default=10)
     parallel = models.PositiveIntegerField(default=2)  # trials at once
     seed = models.PositiveIntegerField(default=42)

@@ -41,6 +41,7 @@ OPTUNA_STATE = {
     TrialState.PRUNED: OptunaState.PRUNED,
     TrialState.FAIL: OptunaState.FAIL,
 }
+MIN_REDUCTION_FACTOR, MAX_REDUCTION_FACTOR = 2, 8  # ASHA keeps 1 in 2 at most, 1 in 8 at least
 
 
 class SweepRequestError(RunRequestError):
@@ -119,6 +120,7 @@ def create_sweep(
     name: str = "",
     pruner_startup_trials=2,
     pruner_warmup_epochs=1,
+    pruner_reduction_factor=3,
 ) -> Sweep:
     """Validate everything a trial run would be checked for, and the sweep's own fields, then save the
     sweep RUNNING and make its first trials once the transaction commits."""
@@ -141,6 +143,9 @@ def create_sweep(
     seed = _int_field(seed, "seed", 0, 2**31 - 1, errors)
     startup = _int_field(pruner_startup_trials, "pruner_startup_trials", 0, search_space.MAX_TRIALS, errors)
     warmup = _int_field(pruner_warmup_epochs, "pruner_warmup_epochs", 0, 500, errors)
+    reduction = _int_field(
+        pruner_reduction_factor, "pruner_reduction_factor", MIN_REDUCTION_FACTOR, MAX_REDUCTION_FACTOR, errors
+    )
 
     raw_hp = dict(hyperparameters or {})
     for key, value in search_space.fixed_values(clean_space).items():
@@ -190,6 +195,7 @@ def create_sweep(
             pruner=pruner,
             pruner_startup_trials=startup,
             pruner_warmup_epochs=warmup,
+            pruner_reduction_factor=reduction,
             max_trials=max_trials,
             parallel=parallel,
             seed=seed,
@@ -227,7 +233,9 @@ def _pruner(sweep: Sweep):
             n_startup_trials=sweep.pruner_startup_trials, n_warmup_steps=sweep.pruner_warmup_epochs + 1
         )
     if sweep.pruner == Sweep.Pruner.ASHA:
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, sweep.pruner_warmup_epochs))
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=max(1, sweep.pruner_warmup_epochs), reduction_factor=sweep.pruner_reduction_factor
+        )
     return optuna.pruners.NopPruner()
 
 

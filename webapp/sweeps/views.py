@@ -60,6 +60,7 @@ def sweep_new(request):
                     pruner=d["pruner"],
                     pruner_startup_trials=d["pruner_startup_trials"],
                     pruner_warmup_epochs=d["pruner_warmup_epochs"],
+                    pruner_reduction_factor=d["pruner_reduction_factor"],
                     max_trials=d["max_trials"],
                     parallel=d["parallel"],
                     seed=d["seed"],
