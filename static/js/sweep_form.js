@@ -1,5 +1,7 @@
 // The sweep form's "trials at once" cap: what the team's quota and the chosen cluster hold for the
 // resources entered (sweeps/limit.json, webapp/sweeps/services.parallel_limit), refreshed as they change.
+// On the new-run page in run mode the sweep's fields are disabled: nothing is asked until the switch
+// picks Sweep (mode_switch.js sends "modechange").
 (function () {
   "use strict";
   const cap = document.getElementById("parallel-cap");
@@ -10,6 +12,7 @@
   let asked = 0;
 
   async function refresh() {
+    if (cap.closest("fieldset:disabled")) return;
     const params = new URLSearchParams();
     for (const name of names) {
       const field = form.elements[name];
@@ -40,5 +43,6 @@
   form.addEventListener("change", (event) => {
     if (names.includes(event.target.name)) refresh();
   });
+  form.addEventListener("modechange", refresh);
   refresh();
 })();

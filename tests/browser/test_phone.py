@@ -54,19 +54,25 @@ def check(page, url, visible, shot=None) -> list[str]:
     page.goto(url)
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(300)  # charts lay out on the next frame
+    problems = check_now(page, visible, url)
+    shots = os.environ.get("SPARKDECK_SHOTS")
+    if shot and shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(shots) / f"phone-{shot}.png"), full_page=True, animations="disabled")
+    return problems
+
+
+def check_now(page, visible, where) -> list[str]:
+    """check() on the page as it is now (also after a click that changed it in place)."""
     problems = []
     for sel in visible:
         loc = page.locator(sel).first
         box = loc.bounding_box() if loc.is_visible() else None
         if not box or box["width"] <= 0 or not -1 <= box["x"] < PHONE["width"]:
-            problems.append(f"{url}: {sel} not on screen ({box})")
+            problems.append(f"{where}: {sel} not on screen ({box})")
     o = overflow(page)
     if o["scrollWidth"] > PHONE["width"] + 1:
-        problems.append(f"{url}: document {o['scrollWidth']} px wide; past the edge: {o['wide']}")
-    shots = os.environ.get("SPARKDECK_SHOTS")
-    if shot and shots:
-        Path(shots).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(shots) / f"phone-{shot}.png"), full_page=True, animations="disabled")
+        problems.append(f"{where}: document {o['scrollWidth']} px wide; past the edge: {o['wide']}")
     return problems
 
 

@@ -1,11 +1,12 @@
 """The sweep page in a real browser: the charts draw (pruned trials' curves end early), the page follows
-live.json while the sweep runs, and the sweep pages fit a phone's width."""
+live.json while the sweep runs, the sweep pages fit a phone's width, and the new-run page switches to a
+sweep in place (what was typed stays) and starts one."""
 
 import pytest
 
 from tests.browser.conftest import PHONE
 from tests.browser.login import log_in_at
-from tests.browser.test_phone import check
+from tests.browser.test_phone import check, check_now
 from webapp.datasets.models import Dataset
 from webapp.runs.models import Run
 from webapp.sweeps.models import Sweep, Trial, TrialEpoch
@@ -133,14 +134,85 @@ def test_the_sweep_pages_fit_a_phone(live_server, sweep, phone_page):
     log_in_at(phone_page, f"{base}/sweeps/")
     problems = check(phone_page, f"{base}/sweeps/", ["#sweeps", "h1"], shot="sweeps")
     problems += check(
-        phone_page, f"{base}/sweeps/new/", ["#id_space", "#sweep-form button[type=submit]"], shot="sweep-new"
+        phone_page,
+        f"{base}/sweeps/new/",
+        ["#mode-switch", "#mode-run", "#id_space", "#sweep-form button[type=submit]"],
+        shot="sweep-new",
     )
+    # The run page switched to Sweep in place: the same fields, the same width.
+    problems += check(phone_page, f"{base}/runs/new/", ["#mode-switch", "#mode-sweep", "#run-form button"])
+    phone_page.click("#mode-sweep")
+    problems += check_now(phone_page, ["#id_space", "#sweep-form button[type=submit]"], "/runs/new/ switched")
     problems += check(
         phone_page, f"{base}/sweeps/{sweep.pk}/", ["#trials", "#trials-chart", "#progress-text"], shot="sweep"
     )
     assert problems == [], problems
     assert phone_page.evaluate("document.documentElement.clientWidth") <= PHONE["width"]
     assert phone_page.problems == []
+
+
+def test_the_new_run_page_switches_to_a_sweep_in_place(live_server, alice, cluster, digits_dataset, page, monkeypatch):
+    from webapp.sweeps import tasks
+
+    advanced = []  # the sweep's first trials are asked of Celery once it commits: noted, not run
+    monkeypatch.setattr(tasks, "advance_sweep", type("Task", (), {"delay": staticmethod(advanced.append)}))
+    base = live_server.url
+    log_in_at(page, f"{base}/runs/new/")
+    page.wait_for_load_state("networkidle")
+    form = page.locator("form.card")
+    assert page.get_attribute("#mode-run", "aria-selected") == "true"
+    assert form.get_attribute("id") == "run-form" and form.evaluate("f => f.action") == f"{base}/runs/new/"
+    assert not page.locator("#sweep-fields").is_visible() and page.locator("#id_space").is_disabled()
+    assert page.locator("#parallel-cap").inner_text() == ""  # nothing asked for the hidden cap
+    page.fill("#id_name", "switched sweep")
+    page.select_option("#id_dataset", str(digits_dataset.pk))
+    page.select_option("#id_template", "cnn")
+    page.fill("#id_hp_cnn_epochs", "2")
+    page.fill("#id_num_executors", "1")
+    page.fill("#id_executor_memory_mb", "1024")
+
+    page.click("#mode-sweep")
+    assert page.get_attribute("#mode-sweep", "aria-selected") == "true" and page.url == f"{base}/sweeps/new/"
+    assert page.title().startswith("New sweep") and page.inner_text("h1") == "New sweep"
+    assert form.get_attribute("id") == "sweep-form" and form.evaluate("f => f.action") == f"{base}/sweeps/new/"
+    assert page.locator("#sweep-fields").is_visible() and page.locator("#id_space").is_enabled()
+    assert page.inner_text("#sweep-form button[type=submit]") == "Start sweep"
+    assert page.inner_text("#id_hp_cnn_epochs >> xpath=ancestor::fieldset/legend").startswith("Base hyperparameters")
+    assert page.input_value("#id_hp_cnn_epochs") == "2" and page.input_value("#id_name") == "switched sweep"
+    page.wait_for_function("document.getElementById('parallel-cap').textContent.startsWith('At most')")
+    # The space builder has the template's rows, and still writes the space.
+    rows = page.eval_on_selector_all("#space-rows tr", "rs => rs.map(r => r.dataset.param)")
+    assert {"learning_rate", "optimizer", "epochs"} <= set(rows)
+    page.select_option("select[name=space_mode_optimizer]", "choice")
+    page.fill("input[name=space_values_optimizer]", "adam, sgd")
+    page.fill("#id_max_trials", "3")
+    page.fill("#id_parallel", "1")
+
+    # Back to one run and again to Sweep: the action follows each time.
+    page.click("#mode-run")
+    assert page.url == f"{base}/runs/new/" and page.inner_text("h1") == "New run"
+    assert form.get_attribute("id") == "run-form" and form.evaluate("f => f.action") == f"{base}/runs/new/"
+    assert page.locator("#id_max_trials").is_disabled() and not page.locator("#id_space").is_visible()
+    page.focus("#mode-run")
+    page.keyboard.press("ArrowRight")  # the tabs' keys
+    assert page.get_attribute("#mode-sweep", "aria-selected") == "true"
+    assert page.evaluate("document.activeElement.id") == "mode-sweep"
+
+    with page.expect_navigation():
+        page.click("#sweep-form button[type=submit]")
+    sweep = Sweep.objects.get()
+    assert page.url == f"{base}/sweeps/{sweep.pk}/" and advanced == [sweep.pk]
+    assert (sweep.name, sweep.dataset_id) == ("switched sweep", digits_dataset.pk)
+    assert (sweep.max_trials, sweep.parallel, sweep.num_executors) == (3, 1, 1)
+    assert sweep.base_hyperparameters["epochs"] == 2
+    assert sweep.space["optimizer"] == {"type": "choice", "values": ["adam", "sgd"]}
+    assert not Run.objects.exists()
+    # A reload of the switched page keeps its mode: the address is the sweep page's.
+    page.goto(f"{base}/runs/new/")
+    page.click("#mode-sweep")
+    page.reload()
+    assert page.inner_text("h1") == "New sweep" and page.locator("#id_space").is_enabled()
+    assert page.problems == []
 
 
 def test_the_space_builder_writes_a_space_the_sweep_service_takes(live_server, alice, cluster, page):

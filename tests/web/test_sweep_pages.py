@@ -2,6 +2,7 @@
 (the services behind them: tests/web/test_sweeps.py)."""
 
 import json
+import re
 
 import pytest
 from django.test import Client
@@ -231,8 +232,57 @@ def test_the_form_renders_with_its_fields(client_a, digits_dataset, cluster):
         assert f'name="{name}"' in html, name
     assert 'value="tpe"' in html and 'value="asha"' in html
     assert "How to write the space" in html and "&quot;type&quot;: &quot;choice&quot;" in html
-    assert 'href="/runs/new/" id="run-instead"' in html
-    assert 'href="/sweeps/new/" id="sweep-instead"' in client_a.get(reverse("run_new")).content.decode()
+
+
+def sweep_fieldset(html):
+    """The opening tag of the new-run page's sweep fieldsets, and what it holds."""
+    start = html.index('<fieldset id="sweep-fields"')
+    tag = html[start : html.index(">", start) + 1]
+    return tag, html[start : html.index('id="template-schemas"', start)]
+
+
+def test_one_page_switches_between_a_run_and_a_sweep(client_a, digits_dataset, cluster):
+    run = client_a.get(reverse("run_new") + f"?dataset={digits_dataset.pk}").content.decode()
+    assert "<title>New run · Sparkdeck" in run and ">New run</h1>" in run and ">Submit run</button>" in run
+    assert f'<form method="post" class="card" id="run-form" action="/runs/new/?dataset={digits_dataset.pk}">' in run
+    assert 'id="mode-run" data-mode="run" aria-selected="true"' in run
+    assert 'id="mode-sweep" data-mode="sweep" aria-selected="false"' in run
+    assert f'href="/sweeps/new/?dataset={digits_dataset.pk}">Sweep</a>' in run  # a link: works without JS
+    # The sweep's fields are there, disabled and hidden: the browser neither checks nor sends them.
+    tag, fields = sweep_fieldset(run)
+    assert tag == '<fieldset id="sweep-fields" class="mode-fields" data-only="sweep" disabled hidden>'
+    for name in ("strategy", "objective", "space", "max_trials", "parallel", "seed", "pruner"):
+        assert f'name="{name}"' in fields, name
+    assert 'id="parallel-cap"' in fields and 'id="space-help"' in fields
+    assert "js/mode_switch.js" in run and "js/space_builder.js" in run and "js/sweep_form.js" in run
+    assert '<legend data-text-run="Hyperparameters" data-text-sweep="Base hyperparameters' in run
+    assert "<legend>Search</legend>" in run and run.count('name="strategy"') == 1
+
+    sweep = client_a.get(reverse("sweep_new")).content.decode()
+    assert "<title>New sweep · Sparkdeck" in sweep and ">New sweep</h1>" in sweep and ">Start sweep</button>" in sweep
+    assert '<form method="post" class="card" id="sweep-form" action="/sweeps/new/">' in sweep
+    assert 'id="mode-sweep" data-mode="sweep" aria-selected="true"' in sweep
+    assert 'href="/runs/new/">One run</a>' in sweep
+    assert sweep_fieldset(sweep)[0] == '<fieldset id="sweep-fields" class="mode-fields" data-only="sweep">'
+    assert ">Base hyperparameters (a varied one takes the space's values)</legend>" in sweep
+
+    # ?mode=sweep on the run URL is the sweep page, its other parameters kept.
+    r = client_a.get(reverse("run_new") + f"?mode=sweep&dataset={digits_dataset.pk}")
+    assert r.status_code == 302 and r["Location"] == f"/sweeps/new/?dataset={digits_dataset.pk}"
+    assert client_a.get(reverse("run_new") + "?mode=sweep")["Location"] == "/sweeps/new/"
+
+
+def test_a_viewer_sees_the_same_page_in_each_mode(make_member, client_a, digits_dataset, cluster):
+    viewer, _ = make_member("vera", "Team A", role="viewer")
+    c = Client()
+    c.force_login(viewer)
+    for name in ("run_new", "sweep_new"):
+        mine, theirs = (_no_csrf(x.get(reverse(name)).content.decode()) for x in (client_a, c))
+        assert theirs.replace("vera", "alice") == mine, name  # the switch and the form as for a member
+
+
+def _no_csrf(html):
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", html)
 
 
 def test_the_form_starts_a_sweep(client_a, digits_dataset, cluster, django_capture_on_commit_callbacks):

@@ -38,6 +38,10 @@ def dashboard(request):
 
 @require_http_methods(["GET", "POST"])
 def run_new(request):
+    if request.method == "GET" and request.GET.get("mode") == "sweep":  # the page's sweep mode has its own URL
+        query = request.GET.copy()
+        del query["mode"]
+        return redirect(reverse("sweep_new") + (f"?{query.urlencode()}" if query else ""))
     team = current_team(request)
     datasets = Dataset.objects.for_user(request.user).filter(team=team)
     initial = {"dataset": request.GET.get("dataset")}
@@ -75,6 +79,7 @@ def run_new(request):
     else:
         status = 200
     ctx = {
+        "mode": "run",  # the page's switch offers sweep mode (the sweep fields: sweeps' sweep_fields tag)
         "form": form,
         "team": team,
         "templates": TEMPLATES,

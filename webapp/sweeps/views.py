@@ -5,14 +5,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.accounts.services import can_submit, current_team
-from webapp.catalog.registry import TEMPLATES, schema
+from webapp.catalog.registry import TEMPLATES
 from webapp.datasets.models import Dataset
 from webapp.runs.errors import RunRequestError
 from webapp.statemachine import IllegalTransition, StaleStatus
 
 from . import services
 from . import space as search_space
-from .forms import SPACE_EXAMPLE, SweepForm
+from .forms import SweepForm
 from .models import Sweep
 
 PER_PAGE = 50
@@ -77,14 +77,14 @@ def sweep_new(request):
             else:
                 return redirect(sweep)
     ctx = {
+        "mode": "sweep",  # the new-run page in sweep mode (its sweep fields: templatetags/sweep_fields.py)
+        "inline_errors": True,  # create_sweep's errors beside the fields they name
         "form": form,
         "team": team,
         "templates": TEMPLATES,
-        "template_schemas": schema(),  # the space builder's rows (static/js/space_builder.js)
         "cluster_hints": form.cluster_hints(team),
-        "space_example": SPACE_EXAMPLE,
     }
-    return render(request, "sweeps/new.html", ctx, status=status)
+    return render(request, "runs/new.html", ctx, status=status)
 
 
 @require_GET
