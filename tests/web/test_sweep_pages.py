@@ -227,8 +227,9 @@ def form_data(dataset, cluster, **fields):
 
 def test_the_form_renders_with_its_fields(client_a, digits_dataset, cluster):
     html = client_a.get(reverse("sweep_new")).content.decode()
-    for name in ("strategy", "objective", "pruner", "pruner_startup_trials", "pruner_warmup_epochs", "max_trials",
-                 "parallel", "seed", "space", "cluster", "num_executors", "hp_cnn_learning_rate"):  # fmt: skip
+    for name in ("strategy", "objective", "pruner", "pruner_startup_trials", "pruner_warmup_epochs",
+                 "pruner_reduction_factor", "max_trials", "parallel", "seed", "space", "cluster", "num_executors",
+                 "hp_cnn_learning_rate"):  # fmt: skip
         assert f'name="{name}"' in html, name
     assert 'value="tpe"' in html and 'value="asha"' in html
     assert "How to write the space" in html and "&quot;type&quot;: &quot;choice&quot;" in html
