@@ -144,3 +144,71 @@ def test_merging_keeps_row_id_order_across_parts(tmp_path):
     assert summary == {"rows": 8, "labelled": False}
     assert got["row_id"] == [0, 1, 2, 3, 4, 5, 7, 9]
     assert got["class_name"] == ["even", "odd", "even", "odd", "even", "odd", "odd", "odd"]
+
+
+def test_the_driver_runs_a_scoring_spec_as_a_plain_spark_job(digits, model_path, tmp_path):
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from workers.localcluster import spark_home
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = {
+        "kind": "score",
+        "run_id": 7,
+        "app_name": "sparkdeck-test-score",
+        "inputs": [digits["train"], digits["test"]],  # a whole dataset: both of its files
+        "shape": digits["shape"],
+        "model": model_path,
+        "artifact_dir": str(tmp_path / "art"),
+        "class_names": digits["class_names"],
+        "top_k": 2,
+        "batch_size": 128,
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    argv = [str(spark_home() / "bin" / "spark-submit"), "--master", "local[2]"]
+    argv += ["--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1"]
+    argv += ["--conf", "spark.ui.enabled=false", str(repo / "workers" / "jobs" / "driver.py"), "--spec", str(path)]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env.update(PYTHONPATH=str(repo), SPARK_HOME=str(spark_home()))
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "SPARKDECK_RESULT" in out.stdout and "TFCluster" not in out.stdout + out.stderr  # no TFoS
+    result = json.loads((tmp_path / "art" / "result.json").read_text())
+    assert (result["kind"], result["rows"], result["labelled"], result["top_k"]) == ("score", 1797, True, 2)
+    pred = tmp_path / "art" / "predictions"
+    table = pq.read_table(pred / "predictions.parquet")
+    assert table.column("row_id").to_pylist() == list(range(1797))  # every digit once, in order
+    x = np.concatenate([data.read_arrays(digits[s], digits["shape"])[0] for s in ("train", "test")])
+    ids = np.concatenate([data.read_arrays(digits[s], digits["shape"])[2] for s in ("train", "test")])
+    want = expected(model_path, x).argmax(axis=1)[np.argsort(ids)]
+    assert table.column("prediction").to_pylist() == want.tolist()
+    analysis = json.loads((pred / "analysis.json").read_text())
+    assert analysis["rows"] == 1797 and result["test_accuracy"] > 0.5
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"kind": "train"}, "kind"),
+        ({"inputs": []}, "inputs"),
+        ({"inputs": ["relative.parquet"]}, "inputs[0]"),
+        ({"shape": [8, 0]}, "shape"),
+        ({"top_k": 0}, "top_k"),
+        ({"batch_size": 10**6}, "batch_size"),
+        ({"rescale": {"from": {"mean": []}}}, "rescale"),
+        ({"model": ""}, "model"),
+        ({"class_names": "0,1"}, "class_names"),
+    ],
+)
+def test_a_bad_scoring_spec_is_refused_naming_its_field(change, words):
+    from workers.jobs.spec import SpecError, parse_score_spec
+
+    good = {"kind": "score", "app_name": "a", "inputs": ["/d/t.parquet"], "shape": [8, 8, 1], "model": "/m.keras",
+            "artifact_dir": "/art"}  # fmt: skip
+    assert parse_score_spec(good).top_k == 3
+    with pytest.raises(SpecError, match=words.replace("[", r"\[")):
+        parse_score_spec({**good, **change})

@@ -30,7 +30,7 @@ if __name__ == "__main__" and not __package__:
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from workers.jobs import data, jvm_opts, loopback, malloc_env, templates  # noqa: E402
-from workers.jobs.spec import RunSpec, load_spec  # noqa: E402
+from workers.jobs.spec import RunSpec, ScoreSpec, load_any  # noqa: E402
 
 
 class RunFailed(RuntimeError):
@@ -97,16 +97,17 @@ def main(argv=None) -> int:
     sc = None
     failure = None
     try:
-        spec = load_spec(args.spec)
-        templates.check(spec.template, spec.dataset.shape)  # refuse before starting anything
+        spec = load_any(args.spec)
         os.environ["TF_USE_LEGACY_KERAS"] = "1"  # Keras 3 breaks TFoS+MWMS; driver too
-        _defer_tfos_tensorflow_import()  # before anything imports tensorflowonspark.TFNode
+        if isinstance(spec, RunSpec):
+            templates.check(spec.template, spec.dataset.shape)  # refuse before starting anything
+            _defer_tfos_tensorflow_import()  # before anything imports tensorflowonspark.TFNode
         loopback.configure_driver(spec.bind_host)
         sc = _spark_context(spec)
         say("SPARKDECK_APP_ID", sc.applicationId)
         announce_ui(sc.uiWebUrl, sc.applicationId)
         log(f"Spark application {sc.applicationId} started")
-        result = run(sc, spec)
+        result = run_score(sc, spec) if isinstance(spec, ScoreSpec) else run(sc, spec)
         say("SPARKDECK_RESULT", json.dumps(result, sort_keys=True))
     except BaseException as e:  # SystemExit too: TFoS calls sys.exit(1) on node errors/timeouts
         traceback.print_exc(file=sys.stdout)
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _spark_context(spec: RunSpec):
+def _spark_context(spec: RunSpec | ScoreSpec):
     # A bare SparkContext: a SparkSession costs ~3 s more and only SPARK input mode needs one.
     from pyspark import SparkConf, SparkContext
 
@@ -137,7 +138,7 @@ def _spark_context(spec: RunSpec):
     return SparkContext.getOrCreate(conf)
 
 
-def apply_defaults(conf, spec: RunSpec) -> None:
+def apply_defaults(conf, spec: RunSpec | ScoreSpec) -> None:
     """Sparkdeck's application settings, each only where spark-submit (the cluster's own Spark
     settings and executor env) has not set it."""
     defaults = {
@@ -158,7 +159,8 @@ def apply_defaults(conf, spec: RunSpec) -> None:
     defaults.update(malloc_env.spark_defaults())
     # C1 only in TENSORFLOW mode, where the executors' JVM only starts Python, and the class-data
     # archive the submitting worker passed (jvm_opts.py).
-    executor_opts = jvm_opts.executor_java_opts(spec.input_mode, conf.get(jvm_opts.EXECUTOR_OPTS_CONF, ""))
+    mode = getattr(spec, "input_mode", "spark")  # a scoring job's executors run Spark SQL: the JVM works
+    executor_opts = jvm_opts.executor_java_opts(mode, conf.get(jvm_opts.EXECUTOR_OPTS_CONF, ""))
     if executor_opts:
         defaults["spark.executor.extraJavaOptions"] = executor_opts
     if spec.bind_host:
@@ -208,6 +210,51 @@ def run(sc, spec: RunSpec) -> dict:
         out["inference_seconds"] = round(time.time() - t1, 3)
         out["model"] = model_file
     return _finish(sc, spec, t0, out)
+
+
+def run_score(sc, spec: ScoreSpec) -> dict:
+    """A scoring job: the registered model over the dataset's rows (workers/jobs/score.py), no TFoS."""
+    from pyspark.sql import SparkSession
+
+    from workers.jobs import analysis, score
+
+    t0 = time.time()
+    out_dir = os.path.join(spec.artifact_dir, "predictions")
+    os.makedirs(out_dir, exist_ok=True)
+    spark = SparkSession(sc)
+    summary = score.score(
+        spark,
+        list(spec.inputs),
+        spec.model,
+        spec.shape,
+        out_dir,
+        class_names=spec.class_names,
+        top_k=spec.top_k,
+        batch_size=spec.batch_size,
+        rescale=spec.rescale,
+    )
+    scored = time.time() - t0
+    log(f"scored {summary['rows']} rows in {scored:.1f} s ({summary['rows'] / max(scored, 1e-9):.0f} rows/s)")
+    result = {
+        "run_id": spec.run_id,
+        "app_id": sc.applicationId,
+        "kind": "score",
+        "rows": summary["rows"],
+        "labelled": summary["labelled"],
+        "batch_size": spec.batch_size,
+        "top_k": spec.top_k,
+        "startup_seconds": round(t0 - _T0, 3),
+        "score_seconds": round(scored, 3),
+    }
+    if summary["labelled"]:
+        result.update(test_rows=summary["rows"], test_accuracy=summary["accuracy"])
+        try:
+            analysis.write_analysis(out_dir, len(spec.class_names) or None)
+        except Exception as exc:  # noqa: BLE001 - the predictions are written; the web app analyses on first view
+            log(f"WARNING: prediction analysis failed: {exc!r}")
+    result["total_seconds"] = round(time.time() - _T0, 3)
+    _write_json(os.path.join(spec.artifact_dir, "result.json"), result)
+    return result
 
 
 def _finish(sc, spec: RunSpec, t0: float, out: dict) -> dict:

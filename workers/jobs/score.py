@@ -82,7 +82,7 @@ def output_type():
 
 def score(
     spark,
-    dataset_path: str,
+    dataset_path: str | list,
     model_path: str,
     shape,
     out_dir: str,
@@ -93,8 +93,9 @@ def score(
     rescale: dict | None = None,
     partitions: int | None = None,
 ) -> dict:
-    """Score every row of the dataset; write predictions.{parquet,csv}; return the row count and
-    whether the dataset had labels (then also the accuracy)."""
+    """Score every row of the dataset (one Parquet file, or several scored as one: a dataset's
+    train and test files); write predictions.{parquet,csv}; return the row count and whether the
+    dataset had labels (then also the accuracy)."""
     from pyspark.ml.functions import predict_batch_udf
     from pyspark.sql import functions as F
 
@@ -104,7 +105,8 @@ def score(
         batch_size=batch_size,
         input_tensor_shapes=[list(shape)],
     )
-    df = spark.read.parquet(dataset_path)
+    paths = [dataset_path] if isinstance(dataset_path, str) else list(dataset_path)
+    df = spark.read.parquet(*paths)
     labelled = "label" in df.columns
     if partitions:
         df = df.repartition(partitions)

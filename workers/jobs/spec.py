@@ -108,6 +108,16 @@ class RunSpec:
 
 def load_spec(path: str) -> RunSpec:
     """Read and validate a spec file; every problem raises SpecError naming the field."""
+    return parse_spec(_read(path))
+
+
+def load_any(path: str) -> RunSpec | ScoreSpec:
+    """A training run's spec, or a scoring job's (``"kind": "score"``)."""
+    raw = _read(path)
+    return parse_score_spec(raw) if is_score_spec(raw) else parse_spec(raw)
+
+
+def _read(path: str):
     try:
         with open(path, encoding="utf-8") as f:
             raw = json.load(f)
@@ -115,7 +125,7 @@ def load_spec(path: str) -> RunSpec:
         raise SpecError(f"cannot read spec {path}: {e.strerror or e}") from e
     except json.JSONDecodeError as e:
         raise SpecError(f"spec {path} is not valid JSON: {e}") from e
-    return parse_spec(raw)
+    return raw
 
 
 def parse_spec(raw: Any) -> RunSpec:
@@ -258,3 +268,70 @@ def _float(d, key, name, default, lo=None, hi=None):
     if lo is None and v <= 0:
         raise SpecError(f"{name} must be > 0, got {v}")
     return float(v)
+
+
+# --- scoring jobs -------------------------------------------------------------------------------
+
+MAX_TOP_K = 100
+MAX_SCORE_BATCH = 65536
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """A batch scoring job's spec.json (``"kind": "score"``): a registered model applied to a
+    dataset's Parquet files by a plain Spark job (workers/jobs/score.py)."""
+
+    run_id: Any
+    app_name: str
+    inputs: tuple  # the dataset's Parquet files (absolute paths), scored as one
+    shape: tuple  # the model's input shape: each row's features reshaped to it
+    model: str  # the model file (the registered version's own copy)
+    artifact_dir: str
+    class_names: tuple = ()
+    top_k: int = 3
+    batch_size: int = 1024
+    rescale: dict | None = None  # {"from": {mean, std}, "to": {mean, std}} for table datasets
+    bind_host: str | None = None
+
+
+def is_score_spec(raw: Any) -> bool:
+    return isinstance(raw, dict) and raw.get("kind") == "score"
+
+
+def parse_score_spec(raw: Any) -> ScoreSpec:
+    """Validate a scoring spec; every problem raises SpecError naming the field."""
+    if not is_score_spec(raw):
+        raise SpecError('a scoring spec has "kind": "score"')
+    inputs = raw.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise SpecError("inputs must be a non-empty list of Parquet paths")
+    paths = tuple(_abs_path({"p": p}, "p", f"inputs[{i}]") for i, p in enumerate(inputs))
+    shape = raw.get("shape")
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 3 or not all(_is_int(d) and d > 0 for d in shape):
+        raise SpecError(f"shape must be 1 to 3 positive integers, got {shape!r}")
+    top_k = _int(raw, "top_k", "top_k", 3, lo=1)
+    batch = _int(raw, "batch_size", "batch_size", 1024, lo=1)
+    if top_k > MAX_TOP_K or batch > MAX_SCORE_BATCH:
+        raise SpecError(f"top_k must be at most {MAX_TOP_K} and batch_size at most {MAX_SCORE_BATCH}")
+    rescale = raw.get("rescale")
+    if rescale is not None and not (
+        isinstance(rescale, dict)
+        and all(isinstance(rescale.get(k), dict) and {"mean", "std"} <= set(rescale[k]) for k in ("from", "to"))
+    ):
+        raise SpecError('rescale must be {"from": {"mean", "std"}, "to": {"mean", "std"}}')
+    names = raw.get("class_names") or []
+    if not isinstance(names, list):
+        raise SpecError("class_names must be a list")
+    return ScoreSpec(
+        run_id=raw.get("run_id"),
+        app_name=_str(raw, "app_name", "app_name"),
+        inputs=paths,
+        shape=tuple(shape),
+        model=_abs_path(raw, "model", "model"),
+        artifact_dir=_abs_path(raw, "artifact_dir", "artifact_dir"),
+        class_names=tuple(str(c) for c in names),
+        top_k=top_k,
+        batch_size=batch,
+        rescale=rescale,
+        bind_host=raw.get("bind_host") or None,
+    )
