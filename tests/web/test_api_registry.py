@@ -263,3 +263,24 @@ def test_paging_and_odd_parameters(alice_api, registered):
                 "/api/models/digits/versions/2147483648/", "/api/models/digits/versions/x/"]:  # fmt: skip
         resp = alice_api.get(url)
         assert resp.status_code == 404 and "detail" in resp.json(), url
+
+
+def test_lists_read_a_page_in_a_fixed_number_of_queries(alice_api, alice, model_run):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(url):
+        with CaptureQueriesContext(connection) as ctx:
+            assert alice_api.get(url).status_code == 200
+        return len(ctx.captured_queries)
+
+    run = model_run()
+    services.register_run(run, "a", "", alice[0])
+    alice_api.get("/api/models/")  # the token's last use is recorded once a while: not in what is counted
+    few = queries("/api/models/"), queries("/api/models/a/versions/")
+    for name in ("b", "c", "d"):
+        v = services.register_run(run, name, "", alice[0])
+        services.set_alias(v.model, "production", v, alice[0])
+    for _ in range(3):
+        services.register_run(run, "a", "", alice[0])
+    assert (queries("/api/models/"), queries("/api/models/a/versions/")) == few

@@ -669,7 +669,7 @@ def _named_model(request, name) -> RegisteredModel:
 
 
 def _versions(model):
-    qs = model.versions.select_related("created_by", "archived_by").prefetch_related("aliases")
+    qs = model.versions.select_related("model", "created_by", "archived_by").prefetch_related("aliases")
     return qs.order_by("-version")
 
 
