@@ -133,6 +133,7 @@ INSTALLED_APPS = [
     "webapp.modelfiles",
     "webapp.runs",
     "webapp.sweeps",
+    "webapp.registry",
     "webapp.history",
     "webapp.ops",
     "webapp.api",
@@ -320,6 +321,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "webapp.api.schema.document_errors",  # the error statuses every operation can answer
     ],
+    # The registry's version numbers in paths (webapp/registry/converters.py): integers, as bounded there.
+    "PATH_CONVERTER_OVERRIDES": {"modelversion": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}},
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "webapp.runs.states.Status",
         "DatasetStatusEnum": "webapp.datasets.states.Status",

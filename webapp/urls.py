@@ -35,10 +35,12 @@ urlpatterns = [
     path("datasets/<int:pk>/status.json", dataset_views.dataset_status, name="dataset_status"),
     path("datasets/<int:pk>/delete/", dataset_views.dataset_delete, name="dataset_delete"),
     path("datasets/<int:pk>/archive/", dataset_views.dataset_archive, name="dataset_archive"),
-    path("models/", modelfile_views.model_list, name="modelfile_list"),
-    path("models/upload/", modelfile_views.model_upload, name="modelfile_upload"),
-    path("models/<int:pk>/", modelfile_views.model_detail, name="modelfile_detail"),
-    path("models/<int:pk>/download/", modelfile_views.model_download, name="modelfile_download"),
+    # Uploaded Keras files under models/files/ (a name the registry reserves), before the registry's models/<name>/.
+    path("models/files/", modelfile_views.model_list, name="modelfile_list"),
+    path("models/files/upload/", modelfile_views.model_upload, name="modelfile_upload"),
+    path("models/files/<int:pk>/", modelfile_views.model_detail, name="modelfile_detail"),
+    path("models/files/<int:pk>/download/", modelfile_views.model_download, name="modelfile_download"),
+    path("models/", include("webapp.registry.urls")),  # the model registry (docs/registry.md)
     path("catalog/templates.json", catalog_views.templates_json, name="catalog_templates"),
     path("runs/new/", run_views.run_new, name="run_new"),
     path("runs/compare/", compare.compare, name="run_compare"),

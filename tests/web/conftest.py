@@ -96,3 +96,37 @@ def make_sweep(alice, cluster, make_run):
         return sweep
 
     return make
+
+
+def write_model_files(run, files=None):
+    """Files in the run's `model/` folder as a finished run leaves them (default: model/model.keras)."""
+    files = files or {"model.keras": b"keras-archive-bytes"}
+    for rel, content in files.items():
+        path = run.run_dir / "model" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return run
+
+
+@pytest.fixture
+def model_run(make_run):
+    """model_run(name="trained", files={...}, **Run fields): a SUCCEEDED run with model files, a held-out
+    accuracy and validation points (what the registry copies and records)."""
+    from webapp.runs.models import MetricPoint
+
+    def make(name="trained", files=None, **fields):
+        fields.setdefault("status", "SUCCEEDED")
+        fields.setdefault("test_accuracy", 0.91)
+        fields.setdefault("test_loss", 0.3)
+        fields.setdefault("test_rows", 360)
+        fields.setdefault("hyperparameters", {"epochs": 3, "learning_rate": 0.001})
+        run = make_run(name, **fields)
+        MetricPoint.objects.bulk_create(
+            MetricPoint(run=run, name=n, executor="0", step=s, epoch=s, value=v, wall_time=1.7e9 + s)
+            for s, (n, v) in enumerate(
+                [("val_accuracy", 0.8), ("val_accuracy", 0.88), ("val_loss", 0.5), ("val_loss", 0.4)]
+            )
+        )
+        return write_model_files(run, files)
+
+    return make

@@ -34,6 +34,18 @@ STATEFUL_VALIDATION = [
     "runs_predictions",
     "sweeps_list",
     "sweeps_create",
+    # The registry: a run or file id that is not yours, an archived version, one an alias holds, a
+    # name two of your teams use (team), a team that is not yours.
+    "models_list",
+    "models_retrieve",
+    "models_versions",
+    "models_register",
+    "models_version_retrieve",
+    "models_version_archive",
+    "models_alias_retrieve",
+    "models_alias_set",
+    "models_alias_set_post",
+    "models_alias_delete",
 ]
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 SCHEMA = SchemaGenerator().get_schema(request=None, public=True)
@@ -92,7 +104,17 @@ def world(live_server, alice, bob, cluster, queued):
         for s in range(20)
     )
     sweep = _sweep(user, team, dataset, cluster, run)
-    return {"key": tokens.issue(user), "run": run.pk, "dataset": dataset.pk, "sweep": sweep.pk}
+    _registered(user, run)
+    return {"key": tokens.issue(user), "run": run.pk, "dataset": dataset.pk, "sweep": sweep.pk, "model": "fuzzed"}
+
+
+def _registered(user, run):
+    """Model "fuzzed": versions 1 (alias production) and 2, both copies of the finished run's model."""
+    from webapp.registry import services
+
+    first = services.register_run(run, "fuzzed", "", user)
+    services.register_run(run, "fuzzed", "", user)
+    services.set_alias(first.model, "production", first, user)
 
 
 def _sweep(user, team, dataset, cluster, finished_run):
@@ -144,12 +166,24 @@ def _aim_at_real_objects(case, world):
     """Valid (positive) cases name alice's own run, dataset or sweep and existing logs: random ids only
     ever reach 404. Invalid cases keep what was generated."""
     meta = case.meta
-    if not case.path_parameters or meta is None or not meta.generation.mode.is_positive:
+    if meta is None or not meta.generation.mode.is_positive:
+        return
+    if case.operation.definition.raw.get("operationId") == "models_register" and isinstance(case.body, dict):
+        case.body.pop("modelfile", None)
+        case.body.pop("team", None)
+        case.body["run"] = world["run"]  # registered: a 201 whose body the schema checks
+    if not case.path_parameters:
         return
     p = case.path_parameters
     if "id" in p:
         kind = case.path.split("/")[2]
         p["id"] = {"datasets": world["dataset"], "sweeps": world["sweep"]}.get(kind, world["run"])
+    if "name" in p:
+        p["name"] = world["model"]
+        if "version" in p:
+            p["version"] = 1 + len(str(p["version"])) % 2
+        if "alias" in p:
+            p["alias"] = ("production", "candidate")[len(str(p["alias"])) % 2]
     if "stream" in p:
         p["source"], p["stream"] = "0", ("stdout", "stderr")[len(str(p["stream"])) % 2]
     elif "source" in p:

@@ -288,7 +288,9 @@ def test_member_role_change_bad_membership(web, world, subtests):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", ["/runs/{}/", "/runs/{}/live.json", "/datasets/{}/", "/models/{}/"])
+@pytest.mark.parametrize(
+    "path", ["/runs/{}/", "/runs/{}/live.json", "/datasets/{}/", "/models/files/{}/", "/models/digits/{}/"]
+)
 def test_huge_path_id_is_404(web, path, subtests):
     for raw in [str(10**30), str(2**63)]:
         with subtests.test(raw=raw):

@@ -13,6 +13,8 @@ from webapp.catalog.registry import TEMPLATES
 from webapp.clusters.models import Cluster
 from webapp.datasets.models import Dataset
 from webapp.datasets.services import DEFAULT_TEST_FRACTION
+from webapp.registry.models import ModelVersion, RegisteredModel
+from webapp.registry.services import MAX_DESCRIPTION, MAX_VERSION
 from webapp.runs import analysis, artifacts, metrics
 from webapp.runs.artifacts import MAX_CHUNK
 from webapp.runs.models import MAX_TAG_LENGTH, MAX_TAGS, Run
@@ -793,6 +795,179 @@ class TrialSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
         read_only_fields = fields
+
+
+# ---------------------------------------------------------------- the model registry
+
+
+class AliasRefSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+
+
+class RegisteredModelSerializer(serializers.ModelSerializer):
+    """A registered model (annotated by registry.services.models_with_summary)."""
+
+    url = serializers.SerializerMethodField()
+    team = TeamSerializer(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    latest_version = serializers.IntegerField(read_only=True, allow_null=True, help_text="null: no version yet.")
+    version_count = serializers.IntegerField(read_only=True)
+    aliases = serializers.SerializerMethodField()
+    versions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RegisteredModel
+        fields = [
+            "name",
+            "url",
+            "team",
+            "description",
+            "latest_version",
+            "version_count",
+            "aliases",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "versions",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, model) -> str:
+        return _url(self.context.get("request"), "api:registry-model", model.name)
+
+    @extend_schema_field(AliasRefSerializer(many=True))
+    def get_aliases(self, model) -> list:
+        return [{"name": a.name, "version": a.version.version} for a in model.aliases.all()]
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_versions(self, model) -> str:
+        return _url(self.context.get("request"), "api:registry-versions", model.name)
+
+
+class VersionDatasetSerializer(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True, help_text="null once the dataset is deleted.")
+    name = serializers.CharField()
+    sha256 = serializers.CharField(help_text="Of its train.parquet then test.parquet; '' if unknown.")
+
+
+METRICS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {"type": "number"},
+    "description": "From the run: test_accuracy, test_loss, test_rows, val_accuracy (best), val_loss (lowest), "
+    "best_accuracy, final_loss, epochs_run, ... (those it reported); {} for an uploaded file.",
+}
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    """One version: where it came from, what it was trained on, its files."""
+
+    url = serializers.SerializerMethodField()
+    model = serializers.CharField(source="model.name", read_only=True)
+    run = serializers.PrimaryKeyRelatedField(source="source_run", read_only=True, allow_null=True)
+    modelfile = serializers.PrimaryKeyRelatedField(source="source_modelfile", read_only=True, allow_null=True)
+    metrics = serializers.SerializerMethodField()
+    dataset = serializers.SerializerMethodField()
+    input_shape = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    class_names = serializers.ListField(child=serializers.CharField(), read_only=True)
+    aliases = serializers.SerializerMethodField()
+    archived_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    archive = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "model",
+            "version",
+            "url",
+            "description",
+            "source",
+            "run",
+            "modelfile",
+            "source_label",
+            "template",
+            "hyperparameters",
+            "metrics",
+            "dataset",
+            "layout",
+            "input_shape",
+            "class_names",
+            "preprocessing",
+            "entry",
+            "size_bytes",
+            "aliases",
+            "archived",
+            "archived_at",
+            "archived_by",
+            "created_by",
+            "created_at",
+            "archive",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, v) -> str:
+        return _url(self.context.get("request"), "api:registry-version", v.model.name, v.version)
+
+    @extend_schema_field(METRICS_SCHEMA)
+    def get_metrics(self, v) -> dict:
+        return v.metrics if isinstance(v.metrics, dict) else {}
+
+    @extend_schema_field(VersionDatasetSerializer(allow_null=True))
+    def get_dataset(self, v) -> dict | None:
+        if not v.dataset_name:
+            return None
+        return {"id": v.dataset_id, "name": v.dataset_name, "sha256": v.dataset_hash}
+
+    def get_aliases(self, v) -> list[str]:
+        return sorted(a.name for a in v.aliases.all())
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_archive(self, v) -> str:
+        return _url(self.context.get("request"), "api:registry-archive", v.model.name, v.version)
+
+
+class RegisterSerializer(serializers.Serializer):
+    """What to register as the model's next version: a succeeded run's model or a READY model file."""
+
+    team = TeamRefField(
+        required=False, allow_blank=True, help_text="Team id or slug; when given, the run's or file's team."
+    )
+    run = StrictIntegerField(required=False, min_value=1, max_value=params.MAX_ID, help_text="A SUCCEEDED run.")
+    modelfile = StrictIntegerField(
+        required=False, min_value=1, max_value=params.MAX_ID, help_text="A READY uploaded model file."
+    )
+    description = StrictCharField(
+        required=False, allow_blank=True, default="", max_length=MAX_DESCRIPTION, validators=[params.note_validator]
+    )
+    model_description = StrictCharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=MAX_DESCRIPTION,
+        validators=[params.note_validator],
+        help_text="The model's, when this makes it.",
+    )
+
+
+class AliasSerializer(serializers.Serializer):
+    model = serializers.CharField(source="model.name")
+    alias = serializers.CharField(source="name")
+    version = serializers.IntegerField(source="version.version")
+    updated_by = serializers.CharField(source="updated_by.username", default=None, allow_null=True)
+    updated_at = serializers.DateTimeField()
+
+
+class AliasSetSerializer(serializers.Serializer):
+    version = StrictIntegerField(min_value=1, max_value=MAX_VERSION, help_text="The version it points at from now.")
+    expected_version = StrictIntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_VERSION,
+        help_text="Move only if the alias points at this version now (0: only if it is not set yet); else 409.",
+    )
 
 
 class ErrorSerializer(serializers.Serializer):

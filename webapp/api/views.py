@@ -26,8 +26,11 @@ from webapp.datasets.models import Dataset
 from webapp.datasets.uploads import LimitedUploadHandler, declared_too_large, too_large_message
 from webapp.history import filters, table
 from webapp.history.services import TABLE_DEFER, EditError, set_archived, set_starred, update_run
+from webapp.modelfiles.models import ModelFile
 from webapp.monitoring import services as monitoring
 from webapp.monitoring import tensorboard
+from webapp.registry import services as registry
+from webapp.registry.models import Alias, RegisteredModel
 from webapp.runs import analysis, artifacts, lifecycle, metrics
 from webapp.runs.errors import RunRequestError
 from webapp.runs.models import Run
@@ -633,6 +636,240 @@ class SweepTrialsView(APIView):
         the pruner's decision."""
         sweep = perms.team_sweep(request.user, pk)
         return _paged(self, request, sweep_services.trials_with_epochs(sweep), s.TrialSerializer)
+
+
+# ---------------------------------------------------------------- the model registry
+
+MODEL_TEAM_PARAM = OpenApiParameter(
+    "team", str, description="A team id or slug: needed only when several of your teams have a model of this name."
+)
+DELETED = OpenApiResponse(description="Removed.")
+
+
+def _registry_error(exc: registry.RegistryError) -> APIException:
+    if exc.conflict:
+        return Conflict(str(exc))
+    if exc.missing:
+        return NotFound(" ".join(exc.errors.values()))
+    return ValidationError({k: [str(v)] for k, v in exc.errors.items()})
+
+
+def _named_model(request, name) -> RegisteredModel:
+    """The model `name` of the user's team (`?team=`, else the only one of their teams that has it);
+    another team's is 404."""
+    teams = perms.teams_param(request.user, request.query_params.get("team"))
+    qs = registry.models_with_summary(RegisteredModel.objects.filter(team__in=teams, name=name))
+    found = list(qs.select_related("team", "created_by").order_by("team__name")[:20])
+    if not found:
+        raise NotFound("No such model.")
+    if len(found) > 1:
+        slugs = ", ".join(m.team.slug for m in found)
+        raise _bad("team", f"Several of your teams have a model named {name}; say which (id or slug): {slugs}.")
+    return found[0]
+
+
+def _versions(model):
+    qs = model.versions.select_related("model", "created_by", "archived_by").prefetch_related("aliases")
+    return qs.order_by("-version")
+
+
+def _model_version(request, name, number):
+    model = _named_model(request, name)
+    version = _versions(model).filter(version=number).first()
+    if version is None:
+        raise NotFound(f"Model {name} has no version {number}.")
+    version.model = model
+    return version
+
+
+def _version_body(request, version, **kwargs) -> Response:
+    version = _model_version(request, version.model.name, version.version)  # fresh, with its aliases
+    return Response(s.ModelVersionSerializer(version, context={"request": request}).data, **kwargs)
+
+
+def _source(request, d):
+    """The run or model file the body names (one of them), among the user's teams' (else 400)."""
+    if ("run" in d) == ("modelfile" in d):
+        raise _bad("run", "Give run or modelfile: the id of what to register (one of them).")
+    if "run" in d:
+        source = Run.objects.for_user(request.user).select_related("team", "dataset").filter(pk=d["run"]).first()
+        if source is None:
+            raise _bad("run", "No such run.")
+        return source, "run"
+    source = ModelFile.objects.for_user(request.user).select_related("team").filter(pk=d["modelfile"]).first()
+    if source is None:
+        raise _bad("modelfile", "No such model file.")
+    return source, "modelfile"
+
+
+class RegisteredModelListView(APIView):
+    pagination_class = NumberedPages
+
+    @extend_schema(
+        operation_id="models_list",
+        parameters=[TEAM_PARAM, *_page_params("Models")],
+        responses={200: s.RegisteredModelSerializer(many=True), 400: BAD, 404: PAST_THE_END},
+    )
+    def get(self, request):
+        """Your teams' registered models by name, with their latest version and aliases."""
+        teams = perms.teams_param(request.user, request.query_params.get("team"))
+        qs = RegisteredModel.objects.filter(team__in=teams).select_related("team", "created_by")
+        qs = registry.models_with_summary(qs).order_by("name", "team__name", "id")
+        return _paged(self, request, qs, s.RegisteredModelSerializer)
+
+
+class RegisteredModelDetailView(APIView):
+    @extend_schema(
+        operation_id="models_retrieve",
+        parameters=[MODEL_TEAM_PARAM],
+        responses={200: s.RegisteredModelSerializer, 400: BAD, 404: NOT_FOUND},
+    )
+    def get(self, request, name):
+        model = _named_model(request, name)
+        return Response(s.RegisteredModelSerializer(model, context={"request": request}).data)
+
+
+class ModelVersionListView(APIView):
+    parser_classes = [JSONParser]
+    pagination_class = NumberedPages
+
+    @extend_schema(
+        operation_id="models_versions",
+        parameters=[MODEL_TEAM_PARAM, *_page_params("Versions")],
+        responses={200: s.ModelVersionSerializer(many=True), 400: BAD, 404: NOT_FOUND},
+    )
+    def get(self, request, name):
+        """The model's versions, newest first (archived ones too: `archived`)."""
+        model = _named_model(request, name)
+        return _paged(self, request, _versions(model), s.ModelVersionSerializer)
+
+    @extend_schema(
+        operation_id="models_register",
+        request=s.RegisterSerializer,
+        responses={201: s.ModelVersionSerializer, 400: BAD, 403: FORBIDDEN},
+    )
+    def post(self, request, name):
+        """Register a succeeded run's model (`run`) or a READY uploaded model file (`modelfile`) as the
+        next version of the model `name` of its team (made if new). Its files are copied."""
+        ser = s.RegisterSerializer(data=_body(request))
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        source, kind = _source(request, d)
+        raw_team = d.get("team") or request.query_params.get("team")
+        if raw_team and not perms.teams_param(request.user, raw_team).filter(pk=source.team_id).exists():
+            raise _bad("team", f"The {kind} is of team {source.team.slug}; the model goes to its team.")
+        register = registry.register_run if kind == "run" else registry.register_modelfile
+        try:
+            version = register(source, name, d["description"], request.user, d["model_description"])
+        except registry.RegistryError as exc:
+            raise _registry_error(exc) from None
+        version = _versions(version.model).get(pk=version.pk)
+        body = s.ModelVersionSerializer(version, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
+
+
+class ModelVersionDetailView(APIView):
+    @extend_schema(
+        operation_id="models_version_retrieve",
+        parameters=[MODEL_TEAM_PARAM],
+        responses={200: s.ModelVersionSerializer, 400: BAD, 404: NOT_FOUND},
+    )
+    def get(self, request, name, version):
+        v = _model_version(request, name, version)
+        return Response(s.ModelVersionSerializer(v, context={"request": request}).data)
+
+
+class ModelVersionArchiveView(APIView):
+    @extend_schema(
+        operation_id="models_version_archive",
+        parameters=[MODEL_TEAM_PARAM],
+        request=None,
+        responses={200: s.ModelVersionSerializer, 400: BAD, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def post(self, request, name, version):
+        """Archive a version: kept, but no longer resolvable or aliasable. Refused (400) while an alias
+        points at it, or when it is archived already."""
+        v = _model_version(request, name, version)
+        try:
+            registry.archive(v, request.user)
+        except registry.RegistryError as exc:
+            raise _registry_error(exc) from None
+        return _version_body(request, v)
+
+
+def _expected(d):
+    if "expected_version" not in d:
+        return registry.NO_CHECK
+    return d["expected_version"] or None
+
+
+ALIAS_CONFLICT = OpenApiResponse(description="expected_version was given and the alias points elsewhere now.")
+
+
+class AliasView(APIView):
+    parser_classes = [JSONParser]
+
+    def _found(self, request, name, alias) -> Alias:
+        model = _named_model(request, name)
+        found = model.aliases.select_related("version", "updated_by").filter(name=alias).first()
+        if found is None:
+            raise NotFound(f"Model {name} has no alias {alias}.")
+        found.model = model
+        return found
+
+    @extend_schema(
+        operation_id="models_alias_retrieve",
+        parameters=[MODEL_TEAM_PARAM],
+        responses={200: s.AliasSerializer, 400: BAD, 404: NOT_FOUND},
+    )
+    def get(self, request, name, alias):
+        return Response(s.AliasSerializer(self._found(request, name, alias)).data)
+
+    def _set(self, request, name, alias):
+        model = _named_model(request, name)
+        ser = s.AliasSetSerializer(data=_body(request))
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        try:
+            registry.set_alias(model, alias, d["version"], request.user, expected=_expected(d))
+        except registry.RegistryError as exc:
+            raise _registry_error(exc) from None
+        return Response(s.AliasSerializer(self._found(request, name, alias)).data)
+
+    @extend_schema(
+        operation_id="models_alias_set",
+        parameters=[MODEL_TEAM_PARAM],
+        request=s.AliasSetSerializer,
+        responses={200: s.AliasSerializer, 400: BAD, 403: FORBIDDEN, 404: NOT_FOUND, 409: ALIAS_CONFLICT},
+    )
+    def put(self, request, name, alias):
+        """Set the alias to a version of this model (made if new, else moved); the move is recorded."""
+        return self._set(request, name, alias)
+
+    @extend_schema(
+        operation_id="models_alias_set_post",
+        parameters=[MODEL_TEAM_PARAM],
+        request=s.AliasSetSerializer,
+        responses={200: s.AliasSerializer, 400: BAD, 403: FORBIDDEN, 404: NOT_FOUND, 409: ALIAS_CONFLICT},
+    )
+    def post(self, request, name, alias):
+        """The same as PUT."""
+        return self._set(request, name, alias)
+
+    @extend_schema(
+        operation_id="models_alias_delete",
+        parameters=[MODEL_TEAM_PARAM],
+        request=None,
+        responses={204: DELETED, 400: BAD, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def delete(self, request, name, alias):
+        """Remove the alias (recorded as a move to no version)."""
+        model = _named_model(request, name)
+        try:
+            registry.remove_alias(model, alias, request.user)
+        except registry.RegistryError as exc:
+            raise _registry_error(exc) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # ---------------------------------------------------------------- datasets

@@ -55,6 +55,9 @@ class Dataset(models.Model):
     conversion_started_at = models.DateTimeField(null=True, blank=True)
     # When the conversion task was last queued: an UPLOADED dataset whose task was lost is queued again.
     conversion_queued_at = models.DateTimeField(null=True, blank=True)
+    # sha256 of the converted files (services.content_hash), computed when first asked for: a registered
+    # model records what it was trained on.
+    content_hash = models.CharField(max_length=64, blank=True)
 
     objects = TeamScopedQuerySet.as_manager()
 

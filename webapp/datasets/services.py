@@ -9,6 +9,7 @@ and delete_failed_datasets() clears such rows. Every status change goes through 
 (compare-and-set), so a duplicated task converts once.
 """
 
+import hashlib
 import logging
 import os
 import shutil
@@ -19,6 +20,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
+
+from webapp import safefiles
 
 from .ingest import DatasetError, Limits, detect_format, ingest, parse_shape
 from .ingest.detect import HEAD_BYTES
@@ -283,6 +286,30 @@ def _remove_converted(ds: Dataset) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+HASHED_FILES = ("train.parquet", "test.parquet")
+HASH_CHUNK = 1024 * 1024
+
+
+def content_hash(ds: Dataset) -> str:
+    """The sha256 (hex) of the converted files, train.parquet then test.parquet, streamed; "" when they
+    are not there. Stored on the row the first time: a READY or ARCHIVED dataset's files never change."""
+    if ds.content_hash:
+        return ds.content_hash
+    if not ds.has_files:
+        return ""
+    digest = hashlib.sha256()
+    try:
+        for name in HASHED_FILES:
+            with safefiles.open_under(ds.storage_dir, name) as fh:
+                while chunk := fh.read(HASH_CHUNK):
+                    digest.update(chunk)
+    except OSError:
+        return ""
+    ds.content_hash = digest.hexdigest()
+    Dataset.objects.filter(pk=ds.pk, content_hash="").update(content_hash=ds.content_hash)
+    return ds.content_hash
 
 
 def disk_usage(path: Path) -> int:
