@@ -124,3 +124,23 @@ def test_pages_fit_a_phone(live_server, runs, phone_page):
     )
     assert problems == [], "\n".join(problems)
     assert phone.problems == [], phone.problems
+
+
+def test_the_model_registry_pages_fit_a_phone(live_server, runs, alice, phone_page):
+    from webapp.registry import services as registry
+
+    user, _ = alice
+    best = runs["best"]
+    (best.run_dir / "model").mkdir(parents=True, exist_ok=True)
+    (best.run_dir / "model" / "model.keras").write_bytes(b"keras-archive-bytes")
+    name = "digits-cnn-with-a-rather-long-model-name-to-wrap"
+    version = registry.register_run(best, name, "The baseline CNN " + "x" * 200, user=user)
+    registry.set_alias(version.model, "production", version, user)
+    base = live_server.url
+    log_in_at(phone_page, f"{base}/models/")
+    problems = check(phone_page, f"{base}/models/", ["h1", "#registered-models"], "models")
+    problems += check(phone_page, f"{base}/models/{name}/", ["h1", "#versions", "#aliases", "#alias-form"], "model")
+    problems += check(phone_page, f"{base}/models/{name}/1/", ["h1", "#source", "#dataset", "#input-shape"], "version")
+    problems += check(phone_page, f"{base}/models/register/?run={best.pk}", ["h1", "#register-form"], "register")
+    assert problems == [], "\n".join(problems)
+    assert phone_page.problems == [], phone_page.problems
