@@ -35,6 +35,10 @@ def spark():
     )
     yield session
     session.stop()
+    # py4j logs its connections' close from __del__ at exit, after pytest closed the log stream.
+    import logging
+
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="module")
