@@ -134,7 +134,8 @@ def test_the_model_registry_pages_fit_a_phone(live_server, runs, alice, phone_pa
     (best.run_dir / "model").mkdir(parents=True, exist_ok=True)
     (best.run_dir / "model" / "model.keras").write_bytes(b"keras-archive-bytes")
     name = "digits-cnn-with-a-rather-long-model-name-to-wrap"
-    version = registry.register_run(best, name, "The baseline CNN " + "x" * 200, user=user)
+    long = "https://example.org/" + "x" * 200  # a long token typed by a user wraps, never widens the page
+    version = registry.register_run(best, name, f"The baseline CNN {long}", user=user, model_description=long)
     registry.set_alias(version.model, "production", version, user)
     base = live_server.url
     log_in_at(phone_page, f"{base}/models/")
