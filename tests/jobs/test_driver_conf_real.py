@@ -3,18 +3,13 @@ a real spark-submit: a SparkConf made before the driver connects to spark-submit
 Python-only and would override them (it did, until the driver connected first)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.jobs.submit import spark_submit_local
 from workers.jobs import jvm_opts
-from workers.localcluster import spark_home
 
 pytestmark = [pytest.mark.spark]
-REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
 import json, types
@@ -31,15 +26,7 @@ sc.stop()
 def effective_conf(tmp_path, *confs: str) -> dict:
     script = tmp_path / "conf_check.py"
     script.write_text(SCRIPT)
-    argv = [str(spark_home() / "bin" / "spark-submit"), "--master", "local[1]"]
-    argv += ["--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1"]
-    argv += ["--conf", "spark.ui.enabled=false"]
-    for c in confs:
-        argv += ["--conf", c]
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    env["PYTHONPATH"] = str(REPO)
-    env["SPARK_HOME"] = str(spark_home())
-    out = subprocess.run([*argv, str(script)], env=env, capture_output=True, text=True, timeout=180)
+    out = spark_submit_local(script, confs=confs, timeout=180)
     line = next((x for x in out.stdout.splitlines() if x.startswith("CONF=")), None)
     assert line, out.stdout[-2000:] + out.stderr[-3000:]
     return json.loads(line[len("CONF=") :])

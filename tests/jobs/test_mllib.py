@@ -2,19 +2,14 @@
 rows less the validation split, validation and test scores, predictions, a downloadable model."""
 
 import json
-import os
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
 from tests.jobs.digits import spec_dict
-from workers.localcluster import spark_home
+from tests.jobs.submit import DRIVER, spark_submit_local
 
 pytestmark = [pytest.mark.spark]
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_mlp_mllib_head_trains_validates_and_scores(tmp_path, digits, sink):
@@ -29,12 +24,7 @@ def test_mlp_mllib_head_trains_validates_and_scores(tmp_path, digits, sink):
     spec["dataset"]["shape"] = [64]  # the digits' 64 pixels as table columns
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
-    argv = [str(spark_home() / "bin" / "spark-submit"), "--master", "local[1]"]
-    argv += ["--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1"]
-    argv += ["--conf", "spark.ui.enabled=false", str(REPO / "workers" / "jobs" / "driver.py"), "--spec", str(path)]
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    env.update(PYTHONPATH=str(REPO), SPARK_HOME=str(spark_home()))
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    out = spark_submit_local(DRIVER, "--spec", path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     result = json.loads((tmp_path / "art" / "result.json").read_text())
     assert result["template"] == "mlp" and result["test_rows"] == 360

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.jobs.submit import DRIVER, spark_submit_local
 from workers.jobs import data, score
 
 pytestmark = [pytest.mark.spark]
@@ -152,13 +153,7 @@ def test_merging_keeps_row_id_order_across_parts(tmp_path):
 
 def test_the_driver_runs_a_scoring_spec_as_a_plain_spark_job(digits, model_path, tmp_path):
     import json
-    import os
-    import subprocess
-    from pathlib import Path
 
-    from workers.localcluster import spark_home
-
-    repo = Path(__file__).resolve().parents[2]
     spec = {
         "kind": "score",
         "run_id": 7,
@@ -173,12 +168,7 @@ def test_the_driver_runs_a_scoring_spec_as_a_plain_spark_job(digits, model_path,
     }
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
-    argv = [str(spark_home() / "bin" / "spark-submit"), "--master", "local[2]"]
-    argv += ["--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1"]
-    argv += ["--conf", "spark.ui.enabled=false", str(repo / "workers" / "jobs" / "driver.py"), "--spec", str(path)]
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    env.update(PYTHONPATH=str(repo), SPARK_HOME=str(spark_home()))
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    out = spark_submit_local(DRIVER, "--spec", path, master="local[2]")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "SPARKDECK_RESULT" in out.stdout and "TFCluster" not in out.stdout + out.stderr  # no TFoS
     result = json.loads((tmp_path / "art" / "result.json").read_text())

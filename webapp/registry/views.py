@@ -139,29 +139,36 @@ def model_detail(request, name):
 def alias_set(request, name):
     model = _model(request, name)
     alias = request.POST.get("alias", "").strip()
-    try:
-        found = services.set_alias(
+    found = _change(
+        request,
+        lambda: services.set_alias(
             model, alias, request.POST.get("version", ""), request.user, expected=_expected(request)
-        )
+        ),
+    )
+    if found is not REFUSED:
+        messages.success(request, f"{model.name}@{found.name} → version {found.version.version}.")
+    return redirect(model)
+
+
+REFUSED = object()  # _change: the change was refused (and the message says why)
+
+
+def _change(request, action):
+    """Do a registry change for a form post: its result, or REFUSED with the refusal as a message."""
+    try:
+        return action()
     except RegistryError as exc:
         messages.error(request, _message(exc))
     except PermissionDenied as exc:
         messages.error(request, str(exc))
-    else:
-        messages.success(request, f"{model.name}@{found.name} → version {found.version.version}.")
-    return redirect(model)
+    return REFUSED
 
 
 @require_POST
 def alias_remove(request, name, alias):
     model = _model(request, name)
-    try:
-        services.remove_alias(model, alias, request.user, expected=_expected(request))
-    except RegistryError as exc:
-        messages.error(request, _message(exc))
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
-    else:
+    removed = _change(request, lambda: services.remove_alias(model, alias, request.user, expected=_expected(request)))
+    if removed is not REFUSED:
         messages.success(request, f"Removed the alias {alias} of {model.name}.")
     return redirect(model)
 
@@ -184,13 +191,7 @@ def version_detail(request, name, version):
 @require_POST
 def version_archive(request, name, version):
     v = _version(request, name, version)
-    try:
-        services.archive(v, request.user)
-    except RegistryError as exc:
-        messages.error(request, _message(exc))
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
-    else:
+    if _change(request, lambda: services.archive(v, request.user)) is not REFUSED:
         messages.success(request, f"Archived {v}.")
     return redirect(v)
 
