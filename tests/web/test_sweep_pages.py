@@ -439,3 +439,12 @@ def test_the_form_s_trials_at_once_cap_follows_the_resources_and_the_quota(clien
     assert anon.status_code in (302, 401)
     html = client_a.get(reverse("sweep_new")).content.decode()
     assert f'data-url="{url}"' in html and "js/sweep_form.js" in html
+
+
+def test_the_list_pages_pager_links_newer_and_older_pages():
+    from django.core.paginator import Paginator
+    from django.template.loader import render_to_string
+
+    html = render_to_string("_pager.html", {"page": Paginator(range(120), 50).page(2)})
+    assert 'href="?page=1" rel="prev"' in html and 'href="?page=3" rel="next"' in html and "page 2 of 3" in html
+    assert render_to_string("_pager.html", {"page": Paginator(range(3), 50).page(1)}).strip() == ""
