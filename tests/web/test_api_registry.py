@@ -3,9 +3,8 @@ aliases; refusals are 400 naming the field and store nothing, another team's mod
 endpoint, viewers get 403, a name two of your teams use needs ?team=."""
 
 import pytest
-from rest_framework.test import APIClient
 
-from webapp.api import tokens
+from tests.web.apiclient import api
 from webapp.modelfiles.models import ModelFile
 from webapp.registry import services
 from webapp.registry.models import Alias, AliasMove, ModelVersion, RegisteredModel
@@ -13,12 +12,6 @@ from webapp.registry.models import Alias, AliasMove, ModelVersion, RegisteredMod
 pytestmark = pytest.mark.django_db
 
 BAD_NUMBERS = ["\x00", "³", "٣", "１", str(10**30), "-1", "1.5", "0x10", True, None, [], {}, 1.5, 10**30]
-
-
-def api(user):
-    c = APIClient(raise_request_exception=False)
-    c.credentials(HTTP_AUTHORIZATION=f"Token {tokens.issue(user)}")
-    return c
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from tests.web.apiclient import api
 from webapp.accounts.models import Membership
-from webapp.api import tokens
 from webapp.datasets.models import Dataset
 from webapp.runs.models import Run
 from webapp.sweeps import services
@@ -21,13 +21,6 @@ NO_TRIALS = {"RUNNING": 0, "COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
 # Not a whole number in range: NUL, digits that are not ASCII, too big for any column, fractions, text.
 BAD_NUMBERS = ["\x00", "1\x00", "³", "٣", "１", str(10**30), "9" * 5000, "-1", "1.5", "0x10", "1e3"]
 BAD_JSON_NUMBERS = [*BAD_NUMBERS, 10**30, -1, 1.5, True, None, [], {}, 1e300]
-
-
-def api(user=None):
-    c = APIClient(raise_request_exception=False)
-    if user is not None:
-        c.credentials(HTTP_AUTHORIZATION=f"Token {tokens.issue(user)}")
-    return c
 
 
 @pytest.fixture

@@ -447,7 +447,7 @@ def test_resolve_both_forms_and_every_refusal(three, user, bob, model_run):
     refused = {
         "digits/1": "Version 1 of digits is archived.",
         "digits/4": "Model digits has no version 4.",
-        "digits/9999999999": "Model digits has no version 9999999999.",
+        "digits/9999999999": "must be a whole number from 1 to 2147483647 (digits 0-9)",
         "digits@candidate": "Model digits has no alias candidate.",
         "nope@production": "No such model: nope.",
         "nope/1": "No such model: nope.",

@@ -269,8 +269,8 @@ def _locked_model(team, name: str, user, description: str) -> RegisteredModel:
 
 
 def _register(team, name, user, description, model_description, fields: dict, copy, source_field) -> ModelVersion:
-    """The next version of `name` (made if new) with `fields`, its files copied by copy(tmp) → bytes."""
-    name = check_name(name)
+    """The next version of `name` (checked by the caller; made if new) with `fields`, its files copied
+    by copy(tmp) → bytes."""
     description = _text(description, "description")
     model_description = _text(model_description, "model_description")
     with transaction.atomic():
@@ -300,7 +300,7 @@ def _register(team, name, user, description, model_description, fields: dict, co
             raise RegistryError({source_field: f"The model files could not be copied: {why}."}) from exc
         try:
             ModelVersion.objects.filter(pk=version.pk).update(size_bytes=size)
-            RegisteredModel.objects.filter(pk=model.pk).update(updated_at=timezone.now())
+            _touch(model)
         except BaseException:
             # Still under the model's lock: nobody else can have put files at this number.
             shutil.rmtree(version.storage_dir, ignore_errors=True)
@@ -315,7 +315,7 @@ def register_run(run: Run, name: str, description: str = "", user=None, model_de
     e.g. an MLlib head's `logreg/` and `featurizer.keras` with `model.zip`) as the next version of the
     run's team's model `name`."""
     _require_submit(user, run.team_id, "register models", {"run": "No such run."})
-    check_name(name)
+    name = check_name(name)
     model_file = check_run(run)
     ds = run.dataset
     names = list(ds.class_names) or [str(i) for i in range(ds.num_classes)]
@@ -347,7 +347,7 @@ def register_modelfile(
 ) -> ModelVersion:
     """Register a READY (checked) uploaded Keras file as the next version of its team's model `name`."""
     _require_submit(user, mf.team_id, "register models", {"modelfile": "No such model file."})
-    check_name(name)
+    name = check_name(name)
     check_modelfile(mf)
     path = mf.storage_path
     entry = f"model/{path.name}"
@@ -486,9 +486,7 @@ def resolve(team, ref, field: str = "model") -> ModelVersion:
             raise RegistryError({field: f"Model {name} has no alias {alias}."})
         version = found.version
     else:
-        version = model.versions.filter(version=int(number)).first() if int(number) <= MAX_VERSION else None
-        if version is None:
-            raise RegistryError({field: f"Model {name} has no version {int(number)}."})
+        version = version_of(model, number, field)
     if version.archived:
         raise RegistryError({field: f"Version {version.version} of {name} is archived."})
     version.model = model
